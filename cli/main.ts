@@ -1,0 +1,254 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util'
+import { ConfigError, loadConfig } from '../config.js'
+import { isScope, type Scope, scopes } from '../lib/api-keys.js'
+import { formatDuration, parseDuration } from '../lib/duration.js'
+import { mintKey } from '../lib/mint-key.js'
+import { serve } from '../server.js'
+import { openStore } from '../stores/index.js'
+import type { KeyRateLimit, KeyRecord, SqlStore, StudioRecord } from '../stores/types.js'
+
+export const usage = `Usage: studio-gateway <command> [options]
+
+Commands:
+  serve                                   Start the gateway (what \`npm start\` runs).
+  migrate                                 Apply pending database migrations, then exit.
+  keys create --account ACCT --scope S [--scope S …] [--expires-in DURATION]
+              [--rate-limit N/WINDOW] [--json]
+                                          Mint a key; prints its secret once.
+  keys list --account ACCT [--json]       List an account's keys (never their secrets).
+  keys revoke KEY_ID [--json]             Revoke a key; it stops working within KEY_CACHE_TTL.
+  studios create --account ACCT --name NAME [--json]
+  studios list --account ACCT [--json]
+
+Scopes: ${scopes.join(', ')}.
+DURATION: 90s, 15m, 12h, 30d. N/WINDOW: 1000/1m (requests per window).
+The store is the one the server uses: DATA_DIR (SQLite) or DATABASE_URL (PostgreSQL).
+`
+
+class UsageError extends Error {}
+
+export interface CliIo {
+  readonly out: NodeJS.WritableStream
+  readonly err: NodeJS.WritableStream
+  readonly env: Record<string, string | undefined>
+}
+
+const ACCOUNT_ID = /^[A-Za-z0-9_-]{1,64}$/
+
+/** Runs one command; resolves to the exit code (serve resolves once listening). */
+export async function main(argv: string[], io: CliIo = { out: process.stdout, err: process.stderr, env: process.env }) {
+  try {
+    return await run(argv, io)
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.err.write(`error: ${error.message}\n\n${usage}`)
+      return 2
+    }
+    if (error instanceof ConfigError) {
+      io.err.write(`${error.message}\n`)
+      return 1
+    }
+    io.err.write(`error: ${error instanceof Error ? error.message : String(error)}\n`)
+    return 1
+  }
+}
+
+async function run(argv: string[], io: CliIo): Promise<number> {
+  const [command, sub, ...rest] = argv
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    io.out.write(usage)
+    return command === undefined ? 2 : 0
+  }
+  if (command === 'serve') {
+    expectNoArguments(argv.slice(1))
+    await serve(loadConfig(io.env))
+    return 0
+  }
+  if (command === 'migrate') {
+    expectNoArguments(argv.slice(1))
+    await withStore(io, async () => {
+      io.out.write('database is at the latest migration\n')
+    })
+    return 0
+  }
+  if (command === 'keys' && sub === 'create') return keysCreate(rest, io)
+  if (command === 'keys' && sub === 'list') return keysList(rest, io)
+  if (command === 'keys' && sub === 'revoke') return keysRevoke(rest, io)
+  if (command === 'studios' && sub === 'create') return studiosCreate(rest, io)
+  if (command === 'studios' && sub === 'list') return studiosList(rest, io)
+  throw new UsageError(`unknown command: ${[command, sub].filter(Boolean).join(' ')}`)
+}
+
+function expectNoArguments(args: string[]) {
+  if (args.length > 0) throw new UsageError(`unexpected argument: ${args[0]}`)
+}
+
+type OptionsConfig = NonNullable<ParseArgsConfig['options']>
+
+function parse<const O extends OptionsConfig>(args: string[], options: O, positionals = 0) {
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>>
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true })
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error))
+  }
+  if (parsed.positionals.length !== positionals) {
+    throw new UsageError(
+      positionals === 0 ? `unexpected argument: ${parsed.positionals[0]}` : `expected ${positionals} argument(s)`,
+    )
+  }
+  return parsed
+}
+
+function accountOption(value: unknown): string {
+  if (typeof value !== 'string') throw new UsageError('--account is required')
+  if (!ACCOUNT_ID.test(value)) throw new UsageError('--account must be 1–64 letters, digits, _ or -')
+  return value
+}
+
+async function withStore<T>(io: CliIo, work: (store: SqlStore) => Promise<T>): Promise<T> {
+  const store = await openStore(loadConfig(io.env))
+  try {
+    return await work(store)
+  } finally {
+    await store.close()
+  }
+}
+
+const writeJson = (io: CliIo, value: unknown) => io.out.write(`${JSON.stringify(value, null, 2)}\n`)
+
+function parseRateLimit(text: string): KeyRateLimit {
+  const match = /^(\d+)\/(.+)$/.exec(text.trim())
+  const max = match ? Number(match[1]) : Number.NaN
+  const windowMs = match?.[2] ? parseDuration(match[2]) : undefined
+  if (!Number.isSafeInteger(max) || max < 1 || windowMs === undefined) {
+    throw new UsageError('--rate-limit must be N/WINDOW, such as 1000/1m')
+  }
+  return { max, windowMs }
+}
+
+async function keysCreate(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse(args, {
+    account: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+    'expires-in': { type: 'string' },
+    'rate-limit': { type: 'string' },
+    json: { type: 'boolean' },
+  })
+  const accountId = accountOption(values.account)
+  const requested = values.scope ?? []
+  if (requested.length === 0) throw new UsageError(`at least one --scope is required (${scopes.join(', ')})`)
+  const unknown = requested.find((s) => !isScope(s))
+  if (unknown !== undefined) throw new UsageError(`unknown scope: ${unknown} (known: ${scopes.join(', ')})`)
+  let expiresAt: string | null = null
+  if (values['expires-in'] !== undefined) {
+    const ms = parseDuration(values['expires-in'])
+    if (ms === undefined) throw new UsageError('--expires-in must be a duration such as 90s, 15m, 12h or 30d')
+    expiresAt = new Date(Date.now() + ms).toISOString()
+  }
+  const rateLimit = values['rate-limit'] === undefined ? null : parseRateLimit(values['rate-limit'])
+
+  const { record, secret } = mintKey({ accountId, scopes: requested as Scope[], expiresAt, rateLimit })
+  await withStore(io, (store) => store.keys.insert(record))
+  if (values.json) {
+    writeJson(io, {
+      id: record.id,
+      secret,
+      prefix: record.prefix,
+      accountId: record.accountId,
+      scopes: record.scopes,
+      expiresAt: record.expiresAt,
+      ...(record.rateLimit ? { rateLimit: describeRateLimit(record.rateLimit) } : {}),
+    })
+  } else {
+    io.out.write(
+      `Created ${record.id} for ${accountId} (${record.scopes.join(', ')})${expiresAt ? `, expires ${expiresAt}` : ''}.\n` +
+        'Secret (shown once, store it now):\n\n' +
+        `  ${secret}\n`,
+    )
+  }
+  return 0
+}
+
+function describeRateLimit(limit: KeyRateLimit) {
+  return { max: limit.max, window: formatDuration(limit.windowMs) }
+}
+
+function keyStatus(key: KeyRecord): 'active' | 'revoked' | 'expired' {
+  if (key.revokedAt !== null) return 'revoked'
+  if (key.expiresAt !== null && Date.parse(key.expiresAt) <= Date.now()) return 'expired'
+  return 'active'
+}
+
+function keyListing(key: KeyRecord) {
+  return {
+    id: key.id,
+    prefix: key.prefix,
+    accountId: key.accountId,
+    scopes: key.scopes,
+    status: keyStatus(key),
+    createdAt: key.createdAt,
+    expiresAt: key.expiresAt,
+    revokedAt: key.revokedAt,
+    lastUsedAt: key.lastUsedAt,
+    rateLimit: key.rateLimit ? describeRateLimit(key.rateLimit) : null,
+  }
+}
+
+async function keysList(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse(args, { account: { type: 'string' }, json: { type: 'boolean' } })
+  const accountId = accountOption(values.account)
+  const keys = await withStore(io, (store) => store.keys.list(accountId))
+  if (values.json) {
+    writeJson(io, keys.map(keyListing))
+  } else if (keys.length === 0) {
+    io.out.write(`No keys for ${accountId}.\n`)
+  } else {
+    for (const key of keys) {
+      const listing = keyListing(key)
+      io.out.write(`${key.id}  ${key.prefix}…  ${listing.status.padEnd(7)}  ${key.scopes.join(',')}\n`)
+    }
+  }
+  return 0
+}
+
+async function keysRevoke(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1)
+  const id = positionals[0] as string
+  const key = await withStore(io, (store) => store.keys.revoke(id, new Date().toISOString()))
+  if (!key) {
+    io.err.write(`error: no key with id ${JSON.stringify(id)}\n`)
+    return 1
+  }
+  if (values.json) writeJson(io, keyListing(key))
+  else io.out.write(`Revoked ${key.id} at ${key.revokedAt}. Servers stop accepting it within their KEY_CACHE_TTL.\n`)
+  return 0
+}
+
+const studioJson = (studio: StudioRecord) => ({
+  id: studio.id,
+  name: studio.name,
+  accountId: studio.accountId,
+  createdAt: studio.createdAt,
+})
+
+async function studiosCreate(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse(args, { account: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } })
+  const accountId = accountOption(values.account)
+  const name = values.name?.trim()
+  if (!name || name.length > 200) throw new UsageError('--name is required (1–200 characters)')
+  const studio = await withStore(io, (store) => store.studios.createStudio({ accountId, name }))
+  if (values.json) writeJson(io, studioJson(studio))
+  else io.out.write(`Created ${studio.id} (${studio.name}) for ${accountId}.\n`)
+  return 0
+}
+
+async function studiosList(args: string[], io: CliIo): Promise<number> {
+  const { values } = parse(args, { account: { type: 'string' }, json: { type: 'boolean' } })
+  const accountId = accountOption(values.account)
+  const studios = await withStore(io, (store) => store.studios.listAccountStudios(accountId))
+  if (values.json) writeJson(io, studios.map(studioJson))
+  else if (studios.length === 0) io.out.write(`No studios for ${accountId}.\n`)
+  else for (const studio of studios) io.out.write(`${studio.id}  ${studio.name}  ${studio.createdAt}\n`)
+  return 0
+}

@@ -1,0 +1,124 @@
+import { parseDuration, parseDurationOrZero } from './lib/duration.js'
+
+/**
+ * Configuration from the environment, validated at start. A bad value stops the start with a
+ * message naming the variable; values are never echoed (URLs can hold passwords).
+ */
+export interface Config {
+  readonly port: number
+  readonly host: string
+  readonly dataDir: string
+  readonly databaseUrl: string | undefined
+  readonly redisUrl: string | undefined
+  readonly upstreamUrl: string | undefined
+  readonly rateLimit: {
+    /** Requests per window per key, unless the key carries its own limit. */
+    readonly max: number
+    readonly windowMs: number
+    /** Failed-authentication requests per window per client IP. */
+    readonly unauthMax: number
+  }
+  readonly writesEnabled: boolean
+  readonly logLevel: LogLevel
+  /** How long a key verification is cached; a revoked key keeps working at most this long. */
+  readonly keyCacheTtlMs: number
+  /** NODE_ENV=production: no demo seed. */
+  readonly production: boolean
+}
+
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof logLevels)[number]
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export const configDefaults = {
+  PORT: '3000',
+  HOST: '127.0.0.1',
+  DATA_DIR: './data',
+  RATE_LIMIT_MAX: '600',
+  RATE_LIMIT_WINDOW: '1m',
+  RATE_LIMIT_UNAUTH_MAX: '60',
+  WRITES_ENABLED: 'false',
+  LOG_LEVEL: 'info',
+  KEY_CACHE_TTL: '30s',
+} as const
+
+type Env = Record<string, string | undefined>
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = []
+  // An empty variable counts as unset, so `REDIS_URL= npm start` means "no Redis".
+  const read = (name: string): string | undefined => {
+    const value = env[name]
+    return value === undefined || value.trim() === '' ? undefined : value.trim()
+  }
+  const withDefault = (name: keyof typeof configDefaults) => read(name) ?? configDefaults[name]
+
+  const integer = (name: keyof typeof configDefaults, min: number, max: number): number => {
+    const text = withDefault(name)
+    const value = /^\d+$/.test(text) ? Number(text) : Number.NaN
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max}`)
+      return min
+    }
+    return value
+  }
+
+  const url = (name: string, protocols: string[], what: string): string | undefined => {
+    const text = read(name)
+    if (text === undefined) return undefined
+    try {
+      const parsed = new URL(text)
+      if (protocols.includes(parsed.protocol) && parsed.hostname !== '') return text
+    } catch {
+      // reported below, without the value
+    }
+    problems.push(`${name} must be ${what}`)
+    return undefined
+  }
+
+  const port = integer('PORT', 0, 65535)
+  const host = withDefault('HOST')
+  const dataDir = withDefault('DATA_DIR')
+
+  const windowText = withDefault('RATE_LIMIT_WINDOW')
+  const windowMs = parseDuration(windowText)
+  if (windowMs === undefined) problems.push('RATE_LIMIT_WINDOW must be a duration such as 1m, 60s or 1 minute')
+
+  const ttlMs = parseDurationOrZero(withDefault('KEY_CACHE_TTL'))
+  if (ttlMs === undefined) problems.push('KEY_CACHE_TTL must be a duration such as 30s or 1m (0 turns the cache off)')
+
+  const writesText = withDefault('WRITES_ENABLED').toLowerCase()
+  const writesEnabled = ['true', '1', 'yes', 'on'].includes(writesText)
+  if (!writesEnabled && !['false', '0', 'no', 'off'].includes(writesText)) {
+    problems.push('WRITES_ENABLED must be true or false')
+  }
+
+  const logLevel = withDefault('LOG_LEVEL').toLowerCase() as LogLevel
+  if (!logLevels.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${logLevels.join(', ')}`)
+
+  const config: Config = {
+    port,
+    host,
+    dataDir,
+    databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:'], 'a postgres:// URL'),
+    redisUrl: url('REDIS_URL', ['redis:', 'rediss:'], 'a redis:// or rediss:// URL'),
+    upstreamUrl: url('UPSTREAM_URL', ['http:', 'https:'], 'an http:// or https:// URL'),
+    rateLimit: {
+      max: integer('RATE_LIMIT_MAX', 1, 1_000_000_000),
+      windowMs: windowMs ?? 60_000,
+      unauthMax: integer('RATE_LIMIT_UNAUTH_MAX', 1, 1_000_000_000),
+    },
+    writesEnabled,
+    logLevel,
+    keyCacheTtlMs: ttlMs ?? 0,
+    production: read('NODE_ENV') === 'production',
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+  return config
+}

@@ -1,0 +1,117 @@
+import { LRUCache } from 'lru-cache'
+import { hashKey, isWellFormedKey, type Scope } from './api-keys.js'
+import { invalidKey, unavailable } from './errors.js'
+import type { KeyRateLimit, KeyRecord, KeyStore } from '../stores/types.js'
+
+/** What a request knows of the key that authenticated it. Never the secret. */
+export interface VerifiedKey {
+  readonly id: string
+  readonly prefix: string
+  readonly accountId: string
+  readonly scopes: readonly Scope[]
+  readonly expiresAt: string | null
+  readonly rateLimit: KeyRateLimit | null
+  /** The X-Key-Scopes header value, built once per cache entry. */
+  readonly scopesHeader: string
+}
+
+interface CacheEntry {
+  readonly key: VerifiedKey | null
+  readonly revoked: boolean
+  readonly expiresAtMs: number
+  lastTouchMs: number
+}
+
+export interface KeyVerifierOptions {
+  readonly keys: KeyStore
+  /** How long a verification is reused; 0 turns caching off. */
+  readonly ttlMs: number
+  /** A lookup that takes longer is answered `503 unavailable`. */
+  readonly lookupTimeoutMs?: number
+  /** How often a key's lastUsedAt is written at most. */
+  readonly touchIntervalMs?: number
+  readonly onTouchError?: (error: unknown) => void
+}
+
+/** Unknown keys are remembered for at most this long, so a key minted a moment ago works soon. */
+const NEGATIVE_TTL_MS = 5000
+const MAX_CACHED_KEYS = 10_000
+
+export function createKeyVerifier(options: KeyVerifierOptions) {
+  const { keys, ttlMs, lookupTimeoutMs = 1000, touchIntervalMs = 60_000 } = options
+  const cache =
+    ttlMs > 0 ? new LRUCache<string, CacheEntry>({ max: MAX_CACHED_KEYS, ttl: ttlMs, ttlAutopurge: false }) : undefined
+  const stats = { hits: 0, misses: 0 }
+
+  async function lookup(hash: string): Promise<KeyRecord | undefined> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`key lookup exceeded ${lookupTimeoutMs} ms`)), lookupTimeoutMs)
+    })
+    try {
+      return await Promise.race([keys.findByHash(hash), timeout])
+    } catch (error) {
+      throw unavailable('API key verification is temporarily unavailable; retry shortly', 1, error)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  function entryFor(record: KeyRecord | undefined): CacheEntry {
+    if (!record) return { key: null, revoked: false, expiresAtMs: Number.POSITIVE_INFINITY, lastTouchMs: 0 }
+    return {
+      key: {
+        id: record.id,
+        prefix: record.prefix,
+        accountId: record.accountId,
+        scopes: record.scopes,
+        expiresAt: record.expiresAt,
+        rateLimit: record.rateLimit,
+        scopesHeader: record.scopes.join(', '),
+      },
+      revoked: record.revokedAt !== null,
+      expiresAtMs: record.expiresAt === null ? Number.POSITIVE_INFINITY : Date.parse(record.expiresAt),
+      lastTouchMs: record.lastUsedAt === null ? 0 : Date.parse(record.lastUsedAt),
+    }
+  }
+
+  return {
+    stats,
+
+    /** The key a secret stands for; throws `invalid_key` (401) or `unavailable` (503). */
+    async verify(secret: string | undefined): Promise<VerifiedKey> {
+      if (secret === undefined) {
+        throw invalidKey('no API key sent: use the header Authorization: Bearer sk_live_… or X-API-Key: sk_live_…')
+      }
+      if (!isWellFormedKey(secret)) {
+        throw invalidKey('the API key is malformed: expected sk_live_ and 38 letters or digits, with a valid checksum')
+      }
+      const hash = hashKey(secret)
+      let entry = cache?.get(hash)
+      if (entry) {
+        stats.hits++
+      } else {
+        stats.misses++
+        entry = entryFor(await lookup(hash))
+        cache?.set(hash, entry, entry.key ? undefined : { ttl: Math.min(ttlMs, NEGATIVE_TTL_MS) })
+      }
+      const key = entry.key
+      if (!key) throw invalidKey('the API key is not recognised')
+      if (entry.revoked) throw invalidKey('the API key has been revoked')
+      const now = Date.now()
+      if (now >= entry.expiresAtMs) throw invalidKey('the API key has expired')
+      if (now - entry.lastTouchMs >= touchIntervalMs) {
+        entry.lastTouchMs = now
+        keys.touch(key.id, new Date(now).toISOString()).catch((error) => options.onTouchError?.(error))
+      }
+      return key
+    },
+
+    /** Forgets every cached verification (tests, and after a revocation in this process). */
+    clear() {
+      cache?.clear()
+    },
+  }
+}
+
+export type KeyVerifier = ReturnType<typeof createKeyVerifier>

@@ -1,0 +1,28 @@
+import type { KeyRateLimit, KeyRecord } from '../stores/types.js'
+import { displayPrefix, generateKeySecret, hashKey, type Scope } from './api-keys.js'
+import { newKeyId } from './ids.js'
+
+export interface MintKeyInput {
+  readonly accountId: string
+  readonly scopes: readonly Scope[]
+  readonly expiresAt?: string | null
+  readonly rateLimit?: KeyRateLimit | null
+}
+
+/** A new key: the record to store (its hash, never the secret) and the secret to show once. */
+export function mintKey(input: MintKeyInput, now = new Date()): { record: KeyRecord; secret: string } {
+  const secret = generateKeySecret()
+  const record: KeyRecord = {
+    id: newKeyId(),
+    hash: hashKey(secret),
+    prefix: displayPrefix(secret),
+    accountId: input.accountId,
+    scopes: [...new Set(input.scopes)],
+    createdAt: now.toISOString(),
+    expiresAt: input.expiresAt ?? null,
+    revokedAt: null,
+    lastUsedAt: null,
+    rateLimit: input.rateLimit ?? null,
+  }
+  return { record, secret }
+}

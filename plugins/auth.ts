@@ -1,0 +1,53 @@
+import type { FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { invalidRequest } from '../lib/errors.js'
+import type { KeyVerifier, VerifiedKey } from '../lib/key-verifier.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified key of this request; set by the auth hook before any /v1 handler runs. */
+    apiKey: VerifiedKey | null
+  }
+}
+
+const BEARER = /^Bearer +(\S+) *$/i
+
+/**
+ * The key sent with the request: `Authorization: Bearer …` or `X-API-Key: …`. Both at once must
+ * agree. An Authorization header of another scheme yields its raw value, which then fails the
+ * key check as malformed.
+ */
+export function credentialOf(request: FastifyRequest): string | undefined {
+  const authorization = request.headers.authorization?.trim() || undefined
+  const headerKey = (request.headers['x-api-key'] as string | undefined)?.trim() || undefined
+  const bearer = authorization === undefined ? undefined : (BEARER.exec(authorization)?.[1] ?? authorization)
+  if (bearer !== undefined && headerKey !== undefined && bearer !== headerKey) {
+    throw invalidRequest('send the API key in one header: Authorization and X-API-Key hold different values')
+  }
+  return bearer ?? headerKey
+}
+
+/** The key of a request that passed the auth hook. */
+export function callerOf(request: FastifyRequest): VerifiedKey {
+  if (request.apiKey === null) throw new Error('a /v1 handler ran without a verified key')
+  return request.apiKey
+}
+
+/**
+ * Authenticates every request of the scope it is registered in (the /v1 scope): 401 invalid_key,
+ * or 503 unavailable when verification cannot be done. Answers carry X-Key-Scopes once the key is
+ * known and are never cached by intermediaries.
+ */
+export default fp<{ verifier: KeyVerifier }>(
+  async function auth(app, { verifier }) {
+    // Decorated at the root too (see app.ts), so every request has the same shape.
+    if (!app.hasRequestDecorator('apiKey')) app.decorateRequest('apiKey', null)
+    app.addHook('onRequest', async (request, reply) => {
+      reply.header('cache-control', 'no-store')
+      const key = await verifier.verify(credentialOf(request))
+      request.apiKey = key
+      reply.header('x-key-scopes', key.scopesHeader)
+    })
+  },
+  { name: 'auth', dependencies: ['errors'] },
+)

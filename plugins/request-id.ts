@@ -1,0 +1,28 @@
+import type { IncomingMessage } from 'node:http'
+import fp from 'fastify-plugin'
+import { newRequestId } from '../lib/ids.js'
+
+/** A client-sent X-Request-Id is echoed only when it is 1–128 of these characters. */
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * Fastify's `genReqId`. Fastify's own `requestIdHeader` stays off: it trusts any value, and a
+ * request id lands in logs and headers, so only a safe one is echoed; anything else (too long,
+ * spaces, control characters, a duplicated header joined with a comma) is replaced.
+ */
+export function genReqId(raw: IncomingMessage): string {
+  const sent = raw.headers['x-request-id']
+  return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) ? sent : newRequestId()
+}
+
+/** Every response carries X-Request-Id (Fastify does not echo it) and nosniff. */
+export default fp(
+  async function requestId(app) {
+    app.addHook('onRequest', (request, reply, done) => {
+      reply.header('x-request-id', request.id)
+      reply.header('x-content-type-options', 'nosniff')
+      done()
+    })
+  },
+  { name: 'request-id' },
+)

@@ -1,0 +1,66 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { notFound } from '../../../lib/errors.js'
+import { fetchPage } from '../../../lib/pagination.js'
+import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
+import { PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
+import { Studio, StudioList } from '../../../schemas/resources.js'
+import { callerOf } from '../../../plugins/auth.js'
+
+export const studioNotFound = () => notFound('studio not found')
+
+const studios: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/studios',
+    {
+      config: { scope: 'studio:read' },
+      schema: {
+        operationId: 'listStudios',
+        summary: 'List the studios of your account',
+        description: 'Oldest first. Follow `nextCursor` for the next page.',
+        tags: ['studios'],
+        querystring: PageQuery,
+        response: {
+          200: Type.Ref(StudioList),
+          ...errorResponses([...routeBaseErrors, 'insufficient_scope', 'bad_gateway']),
+        },
+      },
+    },
+    async (request) => {
+      const { accountId } = callerOf(request)
+      const page = await fetchPage(
+        app.cursors,
+        { list: 'studios', accountId },
+        request.query as { limit: number; cursor?: string },
+        (pageRequest) => app.studios.listStudios(accountId, pageRequest),
+        (studio) => ({ after: studio.createdAt, id: studio.id }),
+      )
+      // A list of the caller's own account always exists.
+      return page ?? { data: [], nextCursor: null }
+    },
+  )
+
+  app.get(
+    '/studios/:studioId',
+    {
+      config: { scope: 'studio:read' },
+      schema: {
+        operationId: 'getStudio',
+        summary: 'Get a studio',
+        tags: ['studios'],
+        params: StudioIdParams,
+        response: {
+          200: Type.Ref(Studio),
+          ...errorResponses([...routeBaseErrors, 'insufficient_scope', 'not_found', 'bad_gateway']),
+        },
+      },
+    },
+    async (request) => {
+      const studio = await app.studios.getStudio(callerOf(request).accountId, request.params.studioId)
+      if (!studio) throw studioNotFound()
+      return studio
+    },
+  )
+}
+
+export default studios

@@ -1,0 +1,44 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { fetchPage } from '../../../lib/pagination.js'
+import { callerOf } from '../../../plugins/auth.js'
+import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
+import { PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
+import { SessionList } from '../../../schemas/resources.js'
+import { studioNotFound } from './index.js'
+
+const sessions: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    '/studios/:studioId/sessions',
+    {
+      config: { scope: 'stream:read' },
+      schema: {
+        operationId: 'listSessions',
+        summary: 'List the past broadcasts of a studio',
+        description: 'Ended sessions, newest first. Follow `nextCursor` for the next page.',
+        tags: ['stream'],
+        params: StudioIdParams,
+        querystring: PageQuery,
+        response: {
+          200: Type.Ref(SessionList),
+          ...errorResponses([...routeBaseErrors, 'insufficient_scope', 'not_found', 'bad_gateway']),
+        },
+      },
+    },
+    async (request) => {
+      const { accountId } = callerOf(request)
+      const { studioId } = request.params
+      const page = await fetchPage(
+        app.cursors,
+        { list: 'sessions', accountId, parentId: studioId },
+        request.query as { limit: number; cursor?: string },
+        (pageRequest) => app.studios.listSessions(accountId, studioId, pageRequest),
+        (session) => ({ after: session.startedAt, id: session.id }),
+      )
+      if (!page) throw studioNotFound()
+      return page
+    },
+  )
+}
+
+export default sessions

@@ -1,0 +1,51 @@
+import { type TSchema, Type } from '@sinclair/typebox'
+import { type ErrorCode, errorCatalog, errorCodes } from '../lib/errors.js'
+
+export const ErrorEnvelope = Type.Object(
+  {
+    error: Type.Object(
+      {
+        code: Type.Union(
+          errorCodes.map((code) => Type.Literal(code)),
+          { description: 'Stable, machine-readable code. Branch on this.' },
+        ),
+        message: Type.String({ description: 'Human-readable explanation. Wording may change.' }),
+        requestId: Type.String({ description: 'Equals the X-Request-Id response header.' }),
+        requiredScope: Type.Optional(
+          Type.String({ description: 'Only on `insufficient_scope`: the scope the key is missing.' }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { $id: 'ErrorEnvelope', additionalProperties: false, description: 'Every error of /v1 has this shape.' },
+)
+
+/** Codes any authenticated /v1 route can answer before its handler runs. */
+export const routeBaseErrors = [
+  'invalid_request',
+  'invalid_key',
+  'rate_limited',
+  'unavailable',
+  'internal',
+] as const satisfies readonly ErrorCode[]
+
+/**
+ * The error part of a route's `response` schema: one entry per HTTP status the given codes map
+ * to, each rendering the envelope. Declaring every error status matters twice: Fastify serializes
+ * the body with it, and the OpenAPI description lists it.
+ */
+export function errorResponses(codes: readonly ErrorCode[]): Record<number, TSchema> {
+  const byStatus = new Map<number, ErrorCode[]>()
+  for (const code of new Set(codes)) {
+    const status = errorCatalog[code].status
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code])
+  }
+  const responses: Record<number, TSchema> = {}
+  for (const [status, statusCodes] of [...byStatus].sort(([a], [b]) => a - b)) {
+    responses[status] = Type.Ref(ErrorEnvelope, {
+      description: statusCodes.map((code) => `\`${code}\`: ${errorCatalog[code].summary}`).join(' '),
+    })
+  }
+  return responses
+}

@@ -1,0 +1,41 @@
+import { Type } from '@sinclair/typebox'
+
+/** RFC 3339 UTC timestamps, as every time in the API is written. */
+export const Timestamp = Type.String({
+  format: 'date-time',
+  description: 'RFC 3339 timestamp in UTC.',
+  examples: ['2026-11-25T09:30:00.000Z'],
+})
+
+/**
+ * A studio id in a path. Ids are opaque to clients: any value that does not name a studio of
+ * the caller's account answers 404, whatever its shape, so no pattern is enforced here.
+ */
+export const StudioIdParam = Type.String({
+  description: 'The id of a studio of your account (`std_…`).',
+  examples: ['std_DemoMainStage001'],
+})
+
+export const StudioIdParams = Type.Object({ studioId: StudioIdParam }, { additionalProperties: false })
+
+export const Limit = Type.Integer({
+  minimum: 1,
+  maximum: 100,
+  default: 20,
+  description: 'How many items to return, 1–100.',
+})
+
+export const Cursor = Type.String({
+  minLength: 1,
+  maxLength: 512,
+  description: 'Opaque cursor from the `nextCursor` of a previous page of the same list.',
+})
+
+export const PageQuery = Type.Object(
+  { limit: Type.Optional(Limit), cursor: Type.Optional(Cursor) },
+  { additionalProperties: false },
+)
+
+export const NextCursor = Type.Union([Type.String(), Type.Null()], {
+  description: 'Pass it as `cursor` to get the next page; null on the last page.',
+})

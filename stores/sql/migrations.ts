@@ -1,0 +1,89 @@
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely'
+
+/**
+ * Versioned schema migrations, in code so that the compiled build and the TypeScript tests run the
+ * same list. Names sort in the order they apply; a migration, once released, never changes: add a
+ * new one instead. The same builder calls produce the SQLite and the PostgreSQL schema.
+ */
+const migrations: Record<string, Migration> = {
+  '0001_initial': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('hash', 'text', (c) => c.notNull().unique())
+        .addColumn('prefix', 'text', (c) => c.notNull())
+        .addColumn('account_id', 'text', (c) => c.notNull())
+        .addColumn('scopes', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text')
+        .addColumn('revoked_at', 'text')
+        .addColumn('last_used_at', 'text')
+        .addColumn('rate_limit_max', 'integer')
+        .addColumn('rate_limit_window_ms', 'bigint')
+        .execute()
+      await db.schema.createIndex('api_keys_account').on('api_keys').columns(['account_id', 'created_at']).execute()
+
+      await db.schema
+        .createTable('studios')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('account_id', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute()
+      await db.schema
+        .createIndex('studios_account_created')
+        .on('studios')
+        .columns(['account_id', 'created_at', 'id'])
+        .execute()
+
+      await db.schema
+        .createTable('streams')
+        .addColumn('studio_id', 'text', (c) => c.primaryKey().references('studios.id').onDelete('cascade'))
+        .addColumn('status', 'text', (c) => c.notNull().check(sqlStatusCheck()))
+        .addColumn('title', 'text')
+        .addColumn('started_at', 'text')
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .execute()
+
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('studio_id', 'text', (c) => c.notNull().references('studios.id').onDelete('cascade'))
+        .addColumn('title', 'text')
+        .addColumn('started_at', 'text', (c) => c.notNull())
+        .addColumn('ended_at', 'text')
+        .execute()
+      await db.schema
+        .createIndex('sessions_studio_started')
+        .on('sessions')
+        .columns(['studio_id', 'started_at', 'id'])
+        .execute()
+
+      await db.schema
+        .createTable('settings')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'text', (c) => c.notNull())
+        .execute()
+    },
+  },
+}
+
+function sqlStatusCheck() {
+  return sql`status in ('offline', 'live')`
+}
+
+const provider: MigrationProvider = { getMigrations: async () => migrations }
+
+export const latestMigration = Object.keys(migrations).sort().at(-1) as string
+
+/** Applies every pending migration; throws with the failing migration's name and cause. */
+export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider })
+  const { error, results } = await migrator.migrateToLatest()
+  const failed = results?.find((r) => r.status === 'Error')
+  if (error) {
+    throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`, { cause: error })
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+}

@@ -1,0 +1,55 @@
+/**
+ * The tables as Kysely sees them. One schema for SQLite and PostgreSQL: times are RFC 3339 UTC
+ * strings with milliseconds (`2026-11-25T09:30:00.000Z`), which sort correctly as text in both.
+ */
+
+export interface ApiKeysTable {
+  id: string
+  hash: string
+  prefix: string
+  account_id: string
+  /** Space-separated scope names. */
+  scopes: string
+  created_at: string
+  expires_at: string | null
+  revoked_at: string | null
+  last_used_at: string | null
+  rate_limit_max: number | null
+  rate_limit_window_ms: number | null
+}
+
+export interface StudiosTable {
+  id: string
+  account_id: string
+  name: string
+  created_at: string
+}
+
+export interface StreamsTable {
+  studio_id: string
+  status: 'offline' | 'live'
+  title: string | null
+  started_at: string | null
+  updated_at: string
+}
+
+export interface SessionsTable {
+  id: string
+  studio_id: string
+  title: string | null
+  started_at: string
+  ended_at: string | null
+}
+
+export interface SettingsTable {
+  name: string
+  value: string
+}
+
+export interface Database {
+  api_keys: ApiKeysTable
+  studios: StudiosTable
+  streams: StreamsTable
+  sessions: SessionsTable
+  settings: SettingsTable
+}

@@ -1,0 +1,289 @@
+import { type Kysely, type Selectable, sql } from 'kysely'
+import { isScope, type Scope } from '../../lib/api-keys.js'
+import { newSessionId, newStudioId } from '../../lib/ids.js'
+import type { Session, Stream, Studio } from '../../schemas/resources.js'
+import type { KeyRecord, Page, PageRequest, SqlStore, StudioRecord } from '../types.js'
+import type { ApiKeysTable, Database, SessionsTable, StreamsTable, StudiosTable } from './schema.js'
+
+/** The store over SQL, the same queries for SQLite and PostgreSQL (Kysely compiles each dialect). */
+export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect']): SqlStore {
+  const now = () => new Date().toISOString()
+
+  async function ownedStudio(trx: Kysely<Database>, accountId: string, studioId: string) {
+    return trx
+      .selectFrom('studios')
+      .select('id')
+      .where('id', '=', studioId)
+      .where('account_id', '=', accountId)
+      .executeTakeFirst()
+  }
+
+  const keys: SqlStore['keys'] = {
+    async findByHash(hash) {
+      const row = await db.selectFrom('api_keys').selectAll().where('hash', '=', hash).executeTakeFirst()
+      return row && toKeyRecord(row)
+    },
+
+    async insert(key) {
+      await db
+        .insertInto('api_keys')
+        .values({
+          id: key.id,
+          hash: key.hash,
+          prefix: key.prefix,
+          account_id: key.accountId,
+          scopes: key.scopes.join(' '),
+          created_at: key.createdAt,
+          expires_at: key.expiresAt,
+          revoked_at: key.revokedAt,
+          last_used_at: key.lastUsedAt,
+          rate_limit_max: key.rateLimit?.max ?? null,
+          rate_limit_window_ms: key.rateLimit?.windowMs ?? null,
+        })
+        .execute()
+    },
+
+    async list(accountId) {
+      const rows = await db
+        .selectFrom('api_keys')
+        .selectAll()
+        .where('account_id', '=', accountId)
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute()
+      return rows.map(toKeyRecord)
+    },
+
+    async revoke(id, at) {
+      return db.transaction().execute(async (trx) => {
+        await trx.updateTable('api_keys').set({ revoked_at: at }).where('id', '=', id).where('revoked_at', 'is', null).execute()
+        const row = await trx.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst()
+        return row && toKeyRecord(row)
+      })
+    },
+
+    async touch(id, at) {
+      await db.updateTable('api_keys').set({ last_used_at: at }).where('id', '=', id).execute()
+    },
+  }
+
+  const studios: SqlStore['studios'] = {
+    async listStudios(accountId, page) {
+      let query = db
+        .selectFrom('studios')
+        .select(['id', 'name', 'created_at'])
+        .where('account_id', '=', accountId)
+        .orderBy('created_at')
+        .orderBy('id')
+        .limit(page.limit + 1)
+      const after = page.after
+      if (after) {
+        query = query.where((eb) =>
+          eb.or([
+            eb('created_at', '>', after.after),
+            eb.and([eb('created_at', '=', after.after), eb('id', '>', after.id)]),
+          ]),
+        )
+      }
+      return toPage(await query.execute(), page, toStudio)
+    },
+
+    async getStudio(accountId, studioId) {
+      const row = await db
+        .selectFrom('studios')
+        .select(['id', 'name', 'created_at'])
+        .where('id', '=', studioId)
+        .where('account_id', '=', accountId)
+        .executeTakeFirst()
+      return row && toStudio(row)
+    },
+
+    async getStream(accountId, studioId) {
+      const row = await db
+        .selectFrom('streams')
+        .innerJoin('studios', 'studios.id', 'streams.studio_id')
+        .selectAll('streams')
+        .where('streams.studio_id', '=', studioId)
+        .where('studios.account_id', '=', accountId)
+        .executeTakeFirst()
+      return row && toStream(row)
+    },
+
+    async listSessions(accountId, studioId, page) {
+      return db.transaction().execute(async (trx) => {
+        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
+        let query = trx
+          .selectFrom('sessions')
+          .selectAll()
+          .where('studio_id', '=', studioId)
+          .where('ended_at', 'is not', null)
+          .orderBy('started_at', 'desc')
+          .orderBy('id', 'desc')
+          .limit(page.limit + 1)
+        const after = page.after
+        if (after) {
+          query = query.where((eb) =>
+            eb.or([
+              eb('started_at', '<', after.after),
+              eb.and([eb('started_at', '=', after.after), eb('id', '<', after.id)]),
+            ]),
+          )
+        }
+        return toPage(await query.execute(), page, toSession)
+      })
+    },
+
+    async goLive(accountId, studioId, { title }) {
+      return db.transaction().execute(async (trx) => {
+        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
+        const at = now()
+        // The conditional update is the transition: of two concurrent go-lives, only one finds
+        // the stream offline (PostgreSQL re-checks the row after the first commits).
+        const live = await trx
+          .updateTable('streams')
+          .set({ status: 'live', title, started_at: at, updated_at: at })
+          .where('studio_id', '=', studioId)
+          .where('status', '=', 'offline')
+          .returningAll()
+          .executeTakeFirst()
+        if (live) {
+          await trx
+            .insertInto('sessions')
+            .values({ id: newSessionId(), studio_id: studioId, title, started_at: at, ended_at: null })
+            .execute()
+          return toStream(live)
+        }
+        return toStream(await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow())
+      })
+    },
+
+    async goOffline(accountId, studioId) {
+      return db.transaction().execute(async (trx) => {
+        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
+        const at = now()
+        const offline = await trx
+          .updateTable('streams')
+          .set({ status: 'offline', title: null, started_at: null, updated_at: at })
+          .where('studio_id', '=', studioId)
+          .where('status', '=', 'live')
+          .returningAll()
+          .executeTakeFirst()
+        if (offline) {
+          await trx
+            .updateTable('sessions')
+            .set({ ended_at: at })
+            .where('studio_id', '=', studioId)
+            .where('ended_at', 'is', null)
+            .execute()
+          return toStream(offline)
+        }
+        return toStream(await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow())
+      })
+    },
+
+    async createStudio({ accountId, name, id }) {
+      const studio = { id: id ?? newStudioId(), account_id: accountId, name, created_at: now() }
+      await db.transaction().execute(async (trx) => {
+        await trx.insertInto('studios').values(studio).execute()
+        await trx
+          .insertInto('streams')
+          .values({ studio_id: studio.id, status: 'offline', title: null, started_at: null, updated_at: studio.created_at })
+          .execute()
+      })
+      return toStudioRecord(studio)
+    },
+
+    async listAccountStudios(accountId) {
+      const rows = await db
+        .selectFrom('studios')
+        .selectAll()
+        .where('account_id', '=', accountId)
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute()
+      return rows.map(toStudioRecord)
+    },
+
+    async isEmpty() {
+      const [key, studio] = await Promise.all([
+        db.selectFrom('api_keys').select('id').limit(1).executeTakeFirst(),
+        db.selectFrom('studios').select('id').limit(1).executeTakeFirst(),
+      ])
+      return !key && !studio
+    },
+  }
+
+  return {
+    dialect,
+    keys,
+    studios,
+    settings: {
+      async getOrCreate(name, create) {
+        await db
+          .insertInto('settings')
+          .values({ name, value: create() })
+          .onConflict((oc) => oc.column('name').doNothing())
+          .execute()
+        const row = await db.selectFrom('settings').select('value').where('name', '=', name).executeTakeFirstOrThrow()
+        return row.value
+      },
+    },
+    async ping() {
+      await sql`select 1`.execute(db)
+    },
+    async close() {
+      await db.destroy()
+    },
+  }
+}
+
+function toPage<Row, T>(rows: Row[], page: PageRequest, convert: (row: Row) => T): Page<T> {
+  const hasMore = rows.length > page.limit
+  return { items: (hasMore ? rows.slice(0, page.limit) : rows).map(convert), hasMore }
+}
+
+function toKeyRecord(row: Selectable<ApiKeysTable>): KeyRecord {
+  return {
+    id: row.id,
+    hash: row.hash,
+    prefix: row.prefix,
+    accountId: row.account_id,
+    scopes: row.scopes.split(' ').filter(isScope) as Scope[],
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    lastUsedAt: row.last_used_at,
+    rateLimit:
+      row.rate_limit_max !== null && row.rate_limit_window_ms !== null
+        ? { max: Number(row.rate_limit_max), windowMs: Number(row.rate_limit_window_ms) }
+        : null,
+  }
+}
+
+const toStudio = (row: Pick<Selectable<StudiosTable>, 'id' | 'name' | 'created_at'>): Studio => ({
+  id: row.id,
+  name: row.name,
+  createdAt: row.created_at,
+})
+
+const toStudioRecord = (row: Selectable<StudiosTable>): StudioRecord => ({
+  ...toStudio(row),
+  accountId: row.account_id,
+})
+
+const toStream = (row: Selectable<StreamsTable>): Stream => ({
+  studioId: row.studio_id,
+  status: row.status,
+  title: row.title,
+  startedAt: row.started_at,
+  updatedAt: row.updated_at,
+})
+
+const toSession = (row: Selectable<SessionsTable>): Session => ({
+  id: row.id,
+  studioId: row.studio_id,
+  title: row.title,
+  startedAt: row.started_at,
+  // Only ended sessions are listed.
+  endedAt: row.ended_at as string,
+})

@@ -1,0 +1,52 @@
+import { mkdirSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import BetterSqlite3 from 'better-sqlite3'
+import { Kysely, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely'
+import { migrateToLatest } from './sql/migrations.js'
+import type { Database } from './sql/schema.js'
+import { createSqlStore } from './sql/store.js'
+import type { SqlStore } from './types.js'
+
+export const SQLITE_FILE = 'studio-gateway.sqlite'
+
+/**
+ * better-sqlite3 behind Kysely's SQLite dialect, with its prepared statements kept: Kysely asks
+ * for `prepare(sql)` on every query, and preparing is most of the cost of a small read.
+ */
+function withStatementCache(db: BetterSqlite3.Database): SqliteDatabase {
+  const statements = new Map<string, SqliteStatement>()
+  return {
+    close: () => db.close(),
+    prepare(sql) {
+      let statement = statements.get(sql)
+      if (!statement) {
+        statement = db.prepare(sql) as unknown as SqliteStatement
+        // Our queries are a fixed set; the bound only guards against a caller building SQL dynamically.
+        if (statements.size >= 1000) statements.clear()
+        statements.set(sql, statement)
+      }
+      return statement
+    },
+  }
+}
+
+/** Opens (creating on first use) the embedded store under `dataDir` and migrates it. */
+export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
+  const dir = resolve(dataDir)
+  mkdirSync(dir, { recursive: true })
+  const sqlite = new BetterSqlite3(join(dir, SQLITE_FILE))
+  // WAL lets the command line write while a server reads; busy_timeout makes writers wait for
+  // each other instead of failing at once.
+  sqlite.pragma('journal_mode = WAL')
+  sqlite.pragma('synchronous = NORMAL')
+  sqlite.pragma('foreign_keys = ON')
+  sqlite.pragma('busy_timeout = 5000')
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) })
+  try {
+    await migrateToLatest(db as Kysely<unknown>)
+  } catch (error) {
+    await db.destroy()
+    throw error
+  }
+  return createSqlStore(db, 'sqlite')
+}

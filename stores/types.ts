@@ -1,0 +1,93 @@
+import type { Scope } from '../lib/api-keys.js'
+import type { CursorPosition } from '../lib/cursor.js'
+import type { Session, Stream, Studio } from '../schemas/resources.js'
+
+/**
+ * The store interfaces routes and plugins depend on. The SQL store (SQLite or PostgreSQL) and the
+ * upstream HTTP service implement them; nothing above this file knows which one runs.
+ */
+
+export interface KeyRateLimit {
+  /** Requests allowed per window. */
+  readonly max: number
+  readonly windowMs: number
+}
+
+export interface KeyRecord {
+  readonly id: string
+  /** SHA-256 of the secret, hex. The secret itself is never stored. */
+  readonly hash: string
+  readonly prefix: string
+  readonly accountId: string
+  readonly scopes: readonly Scope[]
+  readonly createdAt: string
+  readonly expiresAt: string | null
+  readonly revokedAt: string | null
+  readonly lastUsedAt: string | null
+  /** A per-key override of the gateway's default rate limit. */
+  readonly rateLimit: KeyRateLimit | null
+}
+
+export interface KeyStore {
+  findByHash(hash: string): Promise<KeyRecord | undefined>
+  insert(key: KeyRecord): Promise<void>
+  list(accountId: string): Promise<KeyRecord[]>
+  /** Marks the key revoked (once; a second call keeps the first time). Undefined when no such key. */
+  revoke(id: string, at: string): Promise<KeyRecord | undefined>
+  /** Records a use of the key. Best effort: callers throttle it and ignore its failures. */
+  touch(id: string, at: string): Promise<void>
+}
+
+export interface PageRequest {
+  readonly limit: number
+  /** Keyset position of the last item of the previous page. */
+  readonly after?: CursorPosition
+}
+
+export interface Page<T> {
+  readonly items: T[]
+  readonly hasMore: boolean
+}
+
+export interface StudioRecord extends Studio {
+  readonly accountId: string
+}
+
+/**
+ * Studios, their stream and sessions, always seen through one account: a studio of another
+ * account is reported exactly as a missing one (undefined).
+ */
+export interface StudioService {
+  listStudios(accountId: string, page: PageRequest): Promise<Page<Studio>>
+  getStudio(accountId: string, studioId: string): Promise<Studio | undefined>
+  getStream(accountId: string, studioId: string): Promise<Stream | undefined>
+  /** Ended sessions, newest first. Undefined when the studio is not the account's. */
+  listSessions(accountId: string, studioId: string, page: PageRequest): Promise<Page<Session> | undefined>
+  /** Idempotent: going live while live returns the unchanged stream. Opens a session. */
+  goLive(accountId: string, studioId: string, input: { title: string | null }): Promise<Stream | undefined>
+  /** Idempotent: going offline while offline returns the unchanged stream. Ends the session. */
+  goOffline(accountId: string, studioId: string): Promise<Stream | undefined>
+}
+
+/** Administration that only the command line and the seed use. */
+export interface StudioAdmin {
+  createStudio(input: { accountId: string; name: string; id?: string }): Promise<StudioRecord>
+  listAccountStudios(accountId: string): Promise<StudioRecord[]>
+  /** True when the store holds no key and no studio at all. */
+  isEmpty(): Promise<boolean>
+}
+
+export interface SettingsStore {
+  /** The value stored under `name`, creating it with `create()` on first use (race-safe). */
+  getOrCreate(name: string, create: () => string): Promise<string>
+}
+
+export interface SqlStore {
+  readonly dialect: 'sqlite' | 'postgres'
+  readonly keys: KeyStore
+  readonly studios: StudioService & StudioAdmin
+  readonly settings: SettingsStore
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
