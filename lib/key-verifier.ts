@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
+import type { KeyRateLimit, KeyRecord, KeyStore } from '../stores/types.js'
 import { hashKey, isWellFormedKey, type Scope } from './api-keys.js'
 import { invalidKey, unavailable } from './errors.js'
-import type { KeyRateLimit, KeyRecord, KeyStore } from '../stores/types.js'
 
 /** What a request knows of the key that authenticated it. Never the secret. */
 export interface VerifiedKey {

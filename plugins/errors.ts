@@ -1,7 +1,12 @@
 import type { Socket } from 'node:net'
-import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
+import type {
+  FastifyBaseLogger,
+  FastifyError,
+  FastifyReply,
+  FastifyRequest,
+  FastifySchemaValidationError,
+} from 'fastify'
 import fp from 'fastify-plugin'
-import type { FastifyBaseLogger } from 'fastify'
 import secureJson from 'secure-json-parse'
 import { redactKeys } from '../lib/api-keys.js'
 import { ApiError, INTERNAL_MESSAGE, invalidRequest, notFound } from '../lib/errors.js'
@@ -17,9 +22,13 @@ export default fp(
   async function errors(app) {
     // JSON only: any other content type is refused (415 inside Fastify, mapped to 400 below).
     app.removeAllContentTypeParsers()
-    app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (_request, body, done) => {
-      done(null, parseJsonBody(body as string))
-    })
+    app.addContentTypeParser(
+      'application/json',
+      { parseAs: 'string', bodyLimit: BODY_LIMIT },
+      (_request, body, done) => {
+        done(null, parseJsonBody(body as string))
+      },
+    )
 
     app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
       const apiError = toApiError(error)
@@ -125,7 +134,9 @@ export function describeValidation(errors: FastifySchemaValidationError[], conte
   switch (first.keyword) {
     case 'additionalProperties': {
       const name = String(params.additionalProperty)
-      return part === 'body' ? `body has an unknown field ${field(name)}` : `unknown ${contexts[part] ?? part} ${field(name)}`
+      return part === 'body'
+        ? `body has an unknown field ${field(name)}`
+        : `unknown ${contexts[part] ?? part} ${field(name)}`
     }
     case 'required':
       return `${part} is missing the required field ${field(String(params.missingProperty))}`

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import fp from 'fastify-plugin'
+import { KEY_PREFIX } from '../lib/api-keys.js'
 import { newRequestId } from '../lib/ids.js'
 
 /** A client-sent X-Request-Id is echoed only when it is 1–128 of these characters. */
@@ -8,11 +9,12 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 /**
  * Fastify's `genReqId`. Fastify's own `requestIdHeader` stays off: it trusts any value, and a
  * request id lands in logs and headers, so only a safe one is echoed; anything else (too long,
- * spaces, control characters, a duplicated header joined with a comma) is replaced.
+ * spaces, control characters, a duplicated header joined with a comma) is replaced. So is an id
+ * holding an API key (`sk_live_…`): echoing it would copy a secret into every log line.
  */
 export function genReqId(raw: IncomingMessage): string {
   const sent = raw.headers['x-request-id']
-  return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) ? sent : newRequestId()
+  return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) && !sent.includes(KEY_PREFIX) ? sent : newRequestId()
 }
 
 /** Every response carries X-Request-Id (Fastify does not echo it) and nosniff. */

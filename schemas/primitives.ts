@@ -39,3 +39,6 @@ export const PageQuery = Type.Object(
 export const NextCursor = Type.Union([Type.String(), Type.Null()], {
   description: 'Pass it as `cursor` to get the next page; null on the last page.',
 })
+
+/** Routes without query parameters still declare it, so that an unknown one is refused. */
+export const NoQuery = Type.Object({}, { additionalProperties: false })

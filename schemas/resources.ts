@@ -58,7 +58,10 @@ export const ScopeName = Type.Union(
 export const ApiKeyInfo = Type.Object(
   {
     id: Type.String({ description: 'Key id (`key_…`).', examples: ['key_8sHq2Lr0PzWm4NcA'] }),
-    prefix: Type.String({ description: 'The first characters of the secret, to recognise it.', examples: ['sk_live_Ab3d'] }),
+    prefix: Type.String({
+      description: 'The first characters of the secret, to recognise it.',
+      examples: ['sk_live_Ab3d'],
+    }),
     accountId: Type.String({ examples: ['acct_demo'] }),
     scopes: Type.Array(Type.Ref(ScopeName)),
     expiresAt: Type.Union([Timestamp, Type.Null()], { description: 'null when the key does not expire.' }),
@@ -69,7 +72,7 @@ export const ApiKeyInfo = Type.Object(
 export const GoLiveBody = Type.Union(
   [
     Type.Object(
-      { title: Type.String({ minLength: 1, maxLength: 140, description: 'Title of the broadcast.' }) },
+      { title: Type.Optional(Type.String({ minLength: 1, maxLength: 140, description: 'Title of the broadcast.' })) },
       { additionalProperties: false },
     ),
     Type.Null(),

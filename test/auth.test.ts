@@ -1,5 +1,5 @@
-import t from 'tap'
 import type { Test } from 'tap'
+import t from 'tap'
 import { generateKeySecret, hashKey } from '../lib/api-keys.js'
 import { bearer, errorOf, startGateway } from './helpers/gateway.js'
 

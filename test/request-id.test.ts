@@ -31,7 +31,10 @@ t.test('X-Request-Id', async (t) => {
     const id = 'client.trace-42:ABC_z'
     const ok = await gw.app.inject({ url: '/v1/key', headers: { ...bearer(secret), 'x-request-id': id } })
     t.equal(ok.headers['x-request-id'], id)
-    const failed = await gw.app.inject({ url: '/v1/studios/std_missing', headers: { ...bearer(secret), 'x-request-id': id } })
+    const failed = await gw.app.inject({
+      url: '/v1/studios/std_missing',
+      headers: { ...bearer(secret), 'x-request-id': id },
+    })
     t.equal(failed.statusCode, 404)
     t.equal(errorOf(t, failed).requestId, id)
   })
@@ -51,6 +54,7 @@ t.test('X-Request-Id', async (t) => {
     ['non-ASCII', 'réq-1'],
     ['a comma (two ids joined)', 'a,b'],
     ['an HTML tag', '<script>'],
+    ['an API key in it', 'sk_live_abcdefghijklmnopqrstuvwxyz0123456789ABCDEF'],
   ] as const) {
     t.test(`an id with ${label} is replaced by a generated one`, async (t) => {
       const res = await gw.app.inject({ url: '/v1/key', headers: { ...bearer(secret), 'x-request-id': value } })

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { callerOf } from '../../plugins/auth.js'
 import { errorResponses, routeBaseErrors } from '../../schemas/errors.js'
+import { NoQuery } from '../../schemas/primitives.js'
 import { ApiKeyInfo } from '../../schemas/resources.js'
 
 const key: FastifyPluginAsyncTypebox = async (app) => {
@@ -13,6 +14,7 @@ const key: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Describe the calling key',
         description: 'Any valid key may call it. Never returns the secret.',
         tags: ['keys'],
+        querystring: NoQuery,
         response: { 200: Type.Ref(ApiKeyInfo), ...errorResponses(routeBaseErrors) },
       },
     },

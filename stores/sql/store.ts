@@ -56,7 +56,12 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
 
     async revoke(id, at) {
       return db.transaction().execute(async (trx) => {
-        await trx.updateTable('api_keys').set({ revoked_at: at }).where('id', '=', id).where('revoked_at', 'is', null).execute()
+        await trx
+          .updateTable('api_keys')
+          .set({ revoked_at: at })
+          .where('id', '=', id)
+          .where('revoked_at', 'is', null)
+          .execute()
         const row = await trx.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst()
         return row && toKeyRecord(row)
       })
@@ -153,7 +158,9 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
             .execute()
           return toStream(live)
         }
-        return toStream(await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow())
+        return toStream(
+          await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow(),
+        )
       })
     },
 
@@ -177,7 +184,9 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
             .execute()
           return toStream(offline)
         }
-        return toStream(await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow())
+        return toStream(
+          await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow(),
+        )
       })
     },
 
@@ -187,7 +196,13 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
         await trx.insertInto('studios').values(studio).execute()
         await trx
           .insertInto('streams')
-          .values({ studio_id: studio.id, status: 'offline', title: null, started_at: null, updated_at: studio.created_at })
+          .values({
+            studio_id: studio.id,
+            status: 'offline',
+            title: null,
+            started_at: null,
+            updated_at: studio.created_at,
+          })
           .execute()
       })
       return toStudioRecord(studio)

@@ -2,10 +2,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { notFound } from '../../../lib/errors.js'
 import { fetchPage } from '../../../lib/pagination.js'
-import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
-import { PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
-import { Studio, StudioList } from '../../../schemas/resources.js'
 import { callerOf } from '../../../plugins/auth.js'
+import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
+import { NoQuery, PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
+import { Studio, StudioList } from '../../../schemas/resources.js'
 
 export const studioNotFound = () => notFound('studio not found')
 
@@ -49,6 +49,7 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Get a studio',
         tags: ['studios'],
         params: StudioIdParams,
+        querystring: NoQuery,
         response: {
           200: Type.Ref(Studio),
           ...errorResponses([...routeBaseErrors, 'insufficient_scope', 'not_found', 'bad_gateway']),

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { callerOf } from '../../../plugins/auth.js'
 import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
-import { StudioIdParams } from '../../../schemas/primitives.js'
+import { NoQuery, StudioIdParams } from '../../../schemas/primitives.js'
 import { GoLiveBody, GoOfflineBody, Stream } from '../../../schemas/resources.js'
 import { studioNotFound } from './index.js'
 
@@ -24,6 +24,7 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Get the live stream of a studio',
         tags: ['stream'],
         params: StudioIdParams,
+        querystring: NoQuery,
         response: {
           200: Type.Ref(Stream),
           ...errorResponses([...routeBaseErrors, 'insufficient_scope', 'not_found', 'bad_gateway']),
@@ -48,6 +49,7 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
           'Starts a broadcast and opens a session. Idempotent: while already live it answers 200 with the unchanged stream.',
         tags: ['stream'],
         params: StudioIdParams,
+        querystring: NoQuery,
         body: GoLiveBody,
         response: { 200: Type.Ref(Stream), ...writeErrors },
       },
@@ -71,6 +73,7 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
           'Ends the broadcast and closes its session. Idempotent: while already offline it answers 200 with the unchanged stream.',
         tags: ['stream'],
         params: StudioIdParams,
+        querystring: NoQuery,
         body: GoOfflineBody,
         response: { 200: Type.Ref(Stream), ...writeErrors },
       },

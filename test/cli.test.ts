@@ -1,0 +1,160 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import t from 'tap'
+import { main } from '../cli/main.js'
+import { hashKey, isWellFormedKey } from '../lib/api-keys.js'
+import { openSqliteStore } from '../stores/sqlite.js'
+
+async function cli(dataDir: string, ...argv: string[]) {
+  const out = new PassThrough()
+  const err = new PassThrough()
+  let stdout = ''
+  let stderr = ''
+  out.on('data', (chunk) => {
+    stdout += chunk
+  })
+  err.on('data', (chunk) => {
+    stderr += chunk
+  })
+  const code = await main(argv, { out, err, env: { DATA_DIR: dataDir } })
+  return { code, stdout, stderr, json: () => JSON.parse(stdout) }
+}
+
+t.test('command line', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'studio-gateway-cli-'))
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }))
+
+  t.test('keys create --json prints the documented shape, with the secret once', async (t) => {
+    const res = await cli(
+      dataDir,
+      'keys',
+      'create',
+      '--account',
+      'acct_cli',
+      '--scope',
+      'studio:read',
+      '--scope',
+      'stream:read',
+      '--json',
+    )
+    t.equal(res.code, 0)
+    const key = res.json()
+    t.same(Object.keys(key), ['id', 'secret', 'prefix', 'accountId', 'scopes', 'expiresAt'])
+    t.match(key, { id: /^key_/, accountId: 'acct_cli', scopes: ['studio:read', 'stream:read'], expiresAt: null })
+    t.ok(isWellFormedKey(key.secret))
+    t.equal(key.prefix, key.secret.slice(0, 12))
+    const store = await openSqliteStore(dataDir)
+    const stored = await store.keys.findByHash(hashKey(key.secret))
+    await store.close()
+    t.equal(stored?.id, key.id, 'the key is stored by its hash')
+
+    const listed = await cli(dataDir, 'keys', 'list', '--account', 'acct_cli', '--json')
+    t.equal(listed.code, 0)
+    t.notOk(listed.stdout.includes(key.secret), 'keys list never shows the secret')
+    t.match(listed.json(), [
+      { id: key.id, prefix: key.prefix, status: 'active', scopes: ['studio:read', 'stream:read'] },
+    ])
+  })
+
+  t.test('keys create --expires-in and --rate-limit', async (t) => {
+    const before = Date.now()
+    const res = await cli(
+      dataDir,
+      'keys',
+      'create',
+      '--account',
+      'acct_cli',
+      '--scope',
+      'stream:golive',
+      '--expires-in',
+      '12h',
+      '--rate-limit',
+      '1000/1m',
+      '--json',
+    )
+    t.equal(res.code, 0)
+    const key = res.json()
+    const expires = Date.parse(key.expiresAt)
+    t.ok(expires >= before + 12 * 3_600_000 && expires <= Date.now() + 12 * 3_600_000)
+    t.same(key.rateLimit, { max: 1000, window: '1m' })
+  })
+
+  t.test('keys create without --json prints the secret for a human', async (t) => {
+    const res = await cli(dataDir, 'keys', 'create', '--account', 'acct_cli', '--scope', 'studio:read')
+    t.equal(res.code, 0)
+    t.match(res.stdout, /Secret \(shown once/)
+    t.match(res.stdout, /sk_live_[A-Za-z0-9]{38}/)
+  })
+
+  t.test('keys revoke', async (t) => {
+    const key = (
+      await cli(dataDir, 'keys', 'create', '--account', 'acct_rev', '--scope', 'studio:read', '--json')
+    ).json()
+    const revoked = await cli(dataDir, 'keys', 'revoke', key.id, '--json')
+    t.equal(revoked.code, 0)
+    t.match(revoked.json(), { id: key.id, status: 'revoked', revokedAt: String })
+    const again = await cli(dataDir, 'keys', 'revoke', key.id, '--json')
+    t.equal(again.json().revokedAt, revoked.json().revokedAt, 'revoking twice keeps the first time')
+    const missing = await cli(dataDir, 'keys', 'revoke', 'key_nope')
+    t.equal(missing.code, 1)
+    t.match(missing.stderr, /no key with id/)
+  })
+
+  t.test('studios create and list', async (t) => {
+    const res = await cli(dataDir, 'studios', 'create', '--account', 'acct_cli', '--name', 'Night Show', '--json')
+    t.equal(res.code, 0)
+    const studio = res.json()
+    t.same(Object.keys(studio), ['id', 'name', 'accountId', 'createdAt'])
+    t.match(studio, { id: /^std_[A-Za-z0-9]{16}$/, name: 'Night Show', accountId: 'acct_cli' })
+    const listed = await cli(dataDir, 'studios', 'list', '--account', 'acct_cli', '--json')
+    t.same(listed.json(), [studio])
+    const human = await cli(dataDir, 'studios', 'list', '--account', 'acct_cli')
+    t.match(human.stdout, /Night Show/)
+  })
+
+  t.test('a bad argument prints usage and exits non-zero', async (t) => {
+    for (const argv of [
+      [],
+      ['nope'],
+      ['keys'],
+      ['keys', 'create', '--account', 'acct_x'],
+      ['keys', 'create', '--account', 'acct_x', '--scope', 'admin'],
+      ['keys', 'create', '--account', 'a b', '--scope', 'studio:read'],
+      ['keys', 'create', '--account', 'acct_x', '--scope', 'studio:read', '--expires-in', 'never'],
+      ['keys', 'create', '--account', 'acct_x', '--scope', 'studio:read', '--rate-limit', 'fast'],
+      ['keys', 'create', '--account', 'acct_x', '--scope', 'studio:read', '--bogus'],
+      ['keys', 'list'],
+      ['keys', 'revoke'],
+      ['studios', 'create', '--account', 'acct_x'],
+      ['serve', 'extra'],
+    ]) {
+      const res = await cli(dataDir, ...argv)
+      t.not(res.code, 0, argv.join(' ') || '(nothing)')
+      t.match(res.stderr + res.stdout, /Usage: studio-gateway/)
+    }
+  })
+
+  t.test('a bad configuration is reported, naming the variable', async (t) => {
+    const out = new PassThrough()
+    let stderr = ''
+    const err = new PassThrough()
+    err.on('data', (chunk) => {
+      stderr += chunk
+    })
+    const code = await main(['studios', 'list', '--account', 'acct_x'], {
+      out,
+      err,
+      env: { DATA_DIR: dataDir, LOG_LEVEL: 'loud' },
+    })
+    t.equal(code, 1)
+    t.match(stderr, /LOG_LEVEL/)
+  })
+
+  t.test('help exits 0', async (t) => {
+    const res = await cli(dataDir, '--help')
+    t.equal(res.code, 0)
+    t.match(res.stdout, /keys create --account ACCT --scope S/)
+  })
+})

@@ -1,0 +1,54 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+export const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
+const entry = fileURLToPath(new URL('./cli-entry.ts', import.meta.url))
+
+export interface RunningCli {
+  child: ChildProcess
+  stdout: () => string
+  stderr: () => string
+  /** Resolves with the first match of `pattern` in stdout, or rejects after `timeoutMs`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+/** Spawns the command line (from source, through tsx) as a real child process. */
+export function spawnCli(args: string[], env: Record<string, string>): RunningCli {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  let err = ''
+  child.stdout?.on('data', (chunk) => {
+    out += chunk
+  })
+  child.stderr?.on('data', (chunk) => {
+    err += chunk
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  )
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    waitFor(pattern, timeoutMs = 20_000) {
+      return new Promise((resolve, reject) => {
+        const started = Date.now()
+        const poll = () => {
+          const match = pattern.exec(out)
+          if (match) return resolve(match)
+          if (child.exitCode !== null) return reject(new Error(`exited (${child.exitCode}) before ${pattern}: ${err}`))
+          if (Date.now() - started > timeoutMs)
+            return reject(new Error(`timed out waiting for ${pattern}: ${out}${err}`))
+          setTimeout(poll, 25)
+        }
+        poll()
+      })
+    },
+  }
+}

@@ -1,0 +1,155 @@
+import t from 'tap'
+import { bearer, errorOf, startGateway } from './helpers/gateway.js'
+
+t.test('studios, stream and sessions', async (t) => {
+  const gw = await startGateway(t, { env: { WRITES_ENABLED: 'true' } })
+  const mine = await gw.key({ accountId: 'acct_mine' })
+  const theirs = await gw.key({ accountId: 'acct_theirs' })
+  const ids: string[] = []
+  for (let i = 0; i < 5; i++) ids.push(await gw.studio('acct_mine', `Studio ${i}`))
+  const theirStudio = await gw.studio('acct_theirs', 'Not yours')
+  const get = (url: string, secret = mine.secret) => gw.app.inject({ url, headers: bearer(secret) })
+
+  t.test('GET /v1/studios lists the account’s studios, oldest first, 20 by default', async (t) => {
+    const res = await get('/v1/studios')
+    t.equal(res.statusCode, 200)
+    const body = res.json()
+    t.same(
+      body.data.map((s: { id: string }) => s.id),
+      ids,
+    )
+    t.equal(body.nextCursor, null)
+    t.match(body.data[0], { id: ids[0], name: 'Studio 0', createdAt: /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/ })
+    t.same(Object.keys(body.data[0]).sort(), ['createdAt', 'id', 'name'], 'no account id or other internals')
+  })
+
+  t.test('pagination follows nextCursor to the end, without gaps or repeats', async (t) => {
+    const seen: string[] = []
+    let cursor: string | null = null
+    let pages = 0
+    do {
+      const query: string = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`
+      const res = await get(`/v1/studios?limit=2${query}`)
+      t.equal(res.statusCode, 200)
+      const body = res.json() as { data: Array<{ id: string }>; nextCursor: string | null }
+      t.ok(body.data.length <= 2)
+      seen.push(...body.data.map((s) => s.id))
+      cursor = body.nextCursor
+      pages++
+    } while (cursor !== null && pages < 10)
+    t.same(seen, ids)
+    t.equal(pages, 3)
+  })
+
+  t.test('a cursor issued for another account is 400', async (t) => {
+    const first = (await get('/v1/studios?limit=1')).json()
+    const res = await get(`/v1/studios?cursor=${encodeURIComponent(first.nextCursor)}`, theirs.secret)
+    t.equal(res.statusCode, 400)
+    t.equal(errorOf(t, res).code, 'invalid_request')
+  })
+
+  t.test('a tampered cursor is 400', async (t) => {
+    const { nextCursor } = (await get('/v1/studios?limit=1')).json() as { nextCursor: string }
+    const [payload, tag] = nextCursor.split('.') as [string, string]
+    const forged = Buffer.from(JSON.stringify(['0000-01-01T00:00:00.000Z', ''])).toString('base64url')
+    for (const cursor of [`${forged}.${tag}`, `${payload}.${tag.slice(0, -2)}`, payload, `${payload}.`, `.${tag}`]) {
+      const res = await get(`/v1/studios?cursor=${encodeURIComponent(cursor)}`)
+      t.equal(res.statusCode, 400, cursor)
+      t.match(errorOf(t, res).message, /"cursor"/)
+    }
+  })
+
+  t.test('a cursor of the studios list is refused by a sessions list, and the reverse', async (t) => {
+    const { nextCursor } = (await get('/v1/studios?limit=1')).json() as { nextCursor: string }
+    const res = await get(`/v1/studios/${ids[0]}/sessions?cursor=${encodeURIComponent(nextCursor)}`)
+    t.equal(res.statusCode, 400)
+  })
+
+  t.test('GET /v1/studios/{id} returns the studio', async (t) => {
+    const res = await get(`/v1/studios/${ids[1]}`)
+    t.equal(res.statusCode, 200)
+    t.match(res.json(), { id: ids[1], name: 'Studio 1' })
+  })
+
+  t.test('GET /v1/studios/{id}/stream of a new studio is offline', async (t) => {
+    const res = await get(`/v1/studios/${ids[0]}/stream`)
+    t.equal(res.statusCode, 200)
+    t.match(res.json(), { studioId: ids[0], status: 'offline', title: null, startedAt: null, updatedAt: String })
+  })
+
+  t.test('sessions: newest first, only ended ones, paginated', async (t) => {
+    const studioId = ids[2] as string
+    const post = (action: string, payload?: object) =>
+      gw.app.inject({
+        method: 'POST',
+        url: `/v1/studios/${studioId}/stream/${action}`,
+        headers: bearer(mine.secret),
+        ...(payload ? { payload } : {}),
+      })
+    for (const title of ['first', 'second', 'third']) {
+      t.equal((await post('go-live', { title })).statusCode, 200)
+      t.equal((await post('go-offline')).statusCode, 200)
+    }
+    t.equal((await post('go-live', { title: 'on air' })).statusCode, 200)
+    const page1 = (await get(`/v1/studios/${studioId}/sessions?limit=2`)).json()
+    t.same(
+      page1.data.map((s: { title: string }) => s.title),
+      ['third', 'second'],
+    )
+    t.match(page1.data[0], { id: /^ses_/, studioId, startedAt: String, endedAt: String })
+    const page2 = (
+      await get(`/v1/studios/${studioId}/sessions?limit=2&cursor=${encodeURIComponent(page1.nextCursor)}`)
+    ).json()
+    t.same(
+      page2.data.map((s: { title: string }) => s.title),
+      ['first'],
+    )
+    t.equal(page2.nextCursor, null)
+    t.equal((await post('go-offline')).statusCode, 200)
+  })
+
+  t.test('another account’s studio answers exactly as a missing one, on every studio route', async (t) => {
+    const routes = [
+      { method: 'GET', path: '' },
+      { method: 'GET', path: '/stream' },
+      { method: 'GET', path: '/sessions' },
+      { method: 'POST', path: '/stream/go-live' },
+      { method: 'POST', path: '/stream/go-offline' },
+    ] as const
+    for (const route of routes) {
+      const answer = async (studioId: string) => {
+        const res = await gw.app.inject({
+          method: route.method,
+          url: `/v1/studios/${studioId}${route.path}`,
+          headers: { ...bearer(mine.secret), 'x-request-id': 'same-id' },
+        })
+        const { date: _date, ...headers } = res.headers
+        return { status: res.statusCode, body: res.body, headers }
+      }
+      const foreign = await answer(theirStudio)
+      const missing = await answer('std_doesNotExist00000')
+      t.equal(foreign.status, 404, `${route.method} ${route.path || '/'}: 404`)
+      t.same(foreign, missing, `${route.method} ${route.path || '/'}: identical to a missing studio`)
+      t.equal(JSON.parse(foreign.body).error.code, 'not_found')
+    }
+    const stream = (await get(`/v1/studios/${theirStudio}/stream`, theirs.secret)).json()
+    t.equal(stream.status, 'offline', 'the other account’s stream was not touched')
+  })
+
+  t.test('any studio id shape is a 404, never a 400', async (t) => {
+    for (const id of [
+      'x',
+      'std_',
+      '123',
+      '%20',
+      'a'.repeat(300),
+      '..',
+      'std_DemoMainStage001%00',
+      encodeURIComponent('ü🙂'),
+    ]) {
+      const res = await get(`/v1/studios/${id}`)
+      t.equal(res.statusCode, 404, id)
+      t.equal(errorOf(t, res).code, 'not_found')
+    }
+  })
+})
