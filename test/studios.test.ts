@@ -1,12 +1,17 @@
 import t from 'tap'
+import type { StudioRecord } from '../stores/types.js'
 import { bearer, errorOf, startGateway } from './helpers/gateway.js'
 
 t.test('studios, stream and sessions', async (t) => {
   const gw = await startGateway(t, { env: { WRITES_ENABLED: 'true' } })
   const mine = await gw.key({ accountId: 'acct_mine' })
   const theirs = await gw.key({ accountId: 'acct_theirs' })
-  const ids: string[] = []
-  for (let i = 0; i < 5; i++) ids.push(await gw.studio('acct_mine', `Studio ${i}`))
+  const created: StudioRecord[] = []
+  for (let i = 0; i < 5; i++)
+    created.push(await gw.store.studios.createStudio({ accountId: 'acct_mine', name: `Studio ${i}` }))
+  // The list order is (createdAt, id): studios created within one millisecond are ordered by id.
+  created.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || (a.id < b.id ? -1 : 1))
+  const ids = created.map((studio) => studio.id)
   const theirStudio = await gw.studio('acct_theirs', 'Not yours')
   const get = (url: string, secret = mine.secret) => gw.app.inject({ url, headers: bearer(secret) })
 
@@ -19,7 +24,7 @@ t.test('studios, stream and sessions', async (t) => {
       ids,
     )
     t.equal(body.nextCursor, null)
-    t.match(body.data[0], { id: ids[0], name: 'Studio 0', createdAt: /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/ })
+    t.match(body.data[0], { id: ids[0], name: created[0]?.name, createdAt: /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/ })
     t.same(Object.keys(body.data[0]).sort(), ['createdAt', 'id', 'name'], 'no account id or other internals')
   })
 
@@ -68,7 +73,7 @@ t.test('studios, stream and sessions', async (t) => {
   t.test('GET /v1/studios/{id} returns the studio', async (t) => {
     const res = await get(`/v1/studios/${ids[1]}`)
     t.equal(res.statusCode, 200)
-    t.match(res.json(), { id: ids[1], name: 'Studio 1' })
+    t.same(res.json(), { id: ids[1], name: created[1]?.name, createdAt: created[1]?.createdAt })
   })
 
   t.test('GET /v1/studios/{id}/stream of a new studio is offline', async (t) => {
