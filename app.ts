@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, LogController } from 'fastify'
 import { type DestinationStream, type Logger, pino } from 'pino'
 import type { Config } from './config.js'
 import { type CursorCodec, createCursorCodec } from './lib/cursor.js'
+import { createDependencyRegistry, type DependencyRegistry } from './lib/dependencies.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
 import accessLog from './plugins/access-log.js'
 import auth from './plugins/auth.js'
@@ -22,6 +23,8 @@ declare module 'fastify' {
     readonly cursors: CursorCodec
     readonly keyVerifier: KeyVerifier
     readonly config: Config
+    /** External dependencies and their checks (readiness, operators). */
+    readonly dependencies: DependencyRegistry
   }
 }
 
@@ -33,6 +36,8 @@ export interface AppOptions {
   readonly cursorSecret: Buffer
   /** Where log lines go; stdout when omitted. */
   readonly logStream?: DestinationStream
+  /** Checks of the dependencies the caller opened (e.g. the key store's ping), by name. */
+  readonly dependencyChecks?: Record<string, () => Promise<void>>
 }
 
 /** Secrets must never reach a log line, whatever object ends up logged. */
@@ -98,6 +103,9 @@ export async function buildApp(options: AppOptions) {
   app.decorate('studios', options.studios)
   app.decorate('cursors', createCursorCodec(options.cursorSecret))
   app.decorate('keyVerifier', keyVerifier)
+  const dependencies = createDependencyRegistry()
+  for (const [name, check] of Object.entries(options.dependencyChecks ?? {})) dependencies.register(name, check)
+  app.decorate('dependencies', dependencies)
   app.decorateRequest('apiKey', null)
 
   await app.register(requestId)

@@ -25,6 +25,7 @@ export async function serve(config: Config, out: NodeJS.WritableStream = process
     keys: store.keys,
     studios: store.studios,
     cursorSecret: await cursorSecretOf(store),
+    dependencyChecks: { [store.dialect]: () => store.ping() },
   })
   app.addHook('onClose', async () => store.close())
 

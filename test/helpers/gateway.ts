@@ -57,6 +57,7 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
     studios: options.studios ? options.studios(store) : store.studios,
     cursorSecret: await cursorSecretOf(store),
     logStream,
+    dependencyChecks: { [store.dialect]: () => store.ping() },
   })
   await app.ready()
   let closed = false

@@ -1,0 +1,51 @@
+/**
+ * The external dependencies of a running gateway (the key store, Redis, the upstream studio
+ * service), each with a cheap check. Readiness probes and operators ask them all at once; each
+ * feature registers its own dependency where it is set up.
+ */
+export interface DependencyStatus {
+  readonly name: string
+  readonly ok: boolean
+  /** Why the check failed: a short, safe description (never a URL or credential). */
+  readonly error?: string
+  readonly latencyMs: number
+}
+
+export function createDependencyRegistry() {
+  const checks = new Map<string, () => Promise<void>>()
+
+  return {
+    /** Registers (or replaces) the check of a named dependency. It should reject when down. */
+    register(name: string, check: () => Promise<void>) {
+      checks.set(name, check)
+    },
+
+    names: () => [...checks.keys()],
+
+    /** Runs every check concurrently; each is bounded by `timeoutMs`. */
+    async checkAll(timeoutMs = 1000): Promise<DependencyStatus[]> {
+      return Promise.all(
+        [...checks].map(async ([name, check]) => {
+          const started = performance.now()
+          let timer: NodeJS.Timeout | undefined
+          try {
+            await Promise.race([
+              check(),
+              new Promise<never>((_, reject) => {
+                timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+              }),
+            ])
+            return { name, ok: true, latencyMs: Math.round(performance.now() - started) }
+          } catch (error) {
+            const message = error instanceof Error ? error.message : String(error)
+            return { name, ok: false, error: message.slice(0, 200), latencyMs: Math.round(performance.now() - started) }
+          } finally {
+            clearTimeout(timer)
+          }
+        }),
+      )
+    },
+  }
+}
+
+export type DependencyRegistry = ReturnType<typeof createDependencyRegistry>
