@@ -10,6 +10,7 @@ import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
 import accessLog from './plugins/access-log.js'
 import auth from './plugins/auth.js'
 import errors, { BODY_LIMIT, createClientErrorHandler, sendError, toApiError } from './plugins/errors.js'
+import rateLimits from './plugins/rate-limit.js'
 import requestId, { genReqId } from './plugins/request-id.js'
 import scopes from './plugins/scopes.js'
 import writeGate from './plugins/write-gate.js'
@@ -70,6 +71,11 @@ function createValidators() {
   return { forText, forBody }
 }
 
+/** Trusts the `hops` proxies nearest to the server (what Fastify does with a number). */
+function trustHops(hops: number) {
+  return (_address: string, hop: number) => hop < hops
+}
+
 /** Builds the whole gateway, not listening: the server, the tests and the OpenAPI generator share it. */
 export async function buildApp(options: AppOptions) {
   const { config } = options
@@ -84,6 +90,8 @@ export async function buildApp(options: AppOptions) {
     clientErrorHandler: createClientErrorHandler(logger),
     frameworkErrors: (error, request, reply) => sendError(request, reply, toApiError(error)),
     return503OnClosing: true,
+    // A hop count is given to Fastify as a function: its types only take booleans and addresses.
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // Long ids still reach the route (and its 404), rather than failing to match it.
     routerOptions: { maxParamLength: 8192 },
   }).withTypeProvider<TypeBoxTypeProvider>()
@@ -109,14 +117,15 @@ export async function buildApp(options: AppOptions) {
   app.decorateRequest('apiKey', null)
 
   await app.register(requestId)
-  await app.register(errors)
+  await app.register(rateLimits, { config })
+  await app.register(errors, { onUnknownRoute: app.rateLimiter.unknownRoute })
   await app.register(accessLog)
 
   await app.register(
     async function v1(scope) {
       // The order of checks for a /v1 request: key → rate limit → scope → validation → write gate.
-      await scope.register(auth, { verifier: keyVerifier })
-      // (rate limit: its own issue; registered here, between the key and the scope)
+      await scope.register(auth, { verifier: keyVerifier, onRejected: app.rateLimiter.failedAuth })
+      scope.addHook('onRequest', app.rateLimiter.perKey)
       await scope.register(scopes)
       await scope.register(writeGate, { writesEnabled: config.writesEnabled })
       await scope.register(v1Routes)

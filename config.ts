@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { parseDuration, parseDurationOrZero } from './lib/duration.js'
 
 /**
@@ -10,6 +11,8 @@ export interface Config {
   readonly dataDir: string
   readonly databaseUrl: string | undefined
   readonly redisUrl: string | undefined
+  /** Prefix of every Redis key the gateway writes, so environments (or tests) can share one Redis. */
+  readonly redisKeyPrefix: string
   readonly upstreamUrl: string | undefined
   readonly rateLimit: {
     /** Requests per window per key, unless the key carries its own limit. */
@@ -18,6 +21,11 @@ export interface Config {
     /** Failed-authentication requests per window per client IP. */
     readonly unauthMax: number
   }
+  /**
+   * Which proxies' X-Forwarded-For to believe for the client IP (Fastify's `trustProxy`): false,
+   * true (any), a hop count, or addresses / CIDR ranges. Per-IP rate limits count by that IP.
+   */
+  readonly trustProxy: boolean | number | string[]
   readonly writesEnabled: boolean
   readonly logLevel: LogLevel
   /** How long a key verification is cached; a revoked key keeps working at most this long. */
@@ -43,6 +51,8 @@ export const configDefaults = {
   RATE_LIMIT_MAX: '600',
   RATE_LIMIT_WINDOW: '1m',
   RATE_LIMIT_UNAUTH_MAX: '60',
+  REDIS_KEY_PREFIX: 'studio-gateway:',
+  TRUST_PROXY: 'false',
   WRITES_ENABLED: 'false',
   LOG_LEVEL: 'info',
   KEY_CACHE_TTL: '30s',
@@ -99,6 +109,18 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('WRITES_ENABLED must be true or false')
   }
 
+  const redisKeyPrefix = withDefault('REDIS_KEY_PREFIX')
+  if (!/^[\x21-\x7e]{1,64}$/.test(redisKeyPrefix)) {
+    problems.push('REDIS_KEY_PREFIX must be 1 to 64 printable characters without spaces')
+  }
+
+  const trustProxy = parseTrustProxy(withDefault('TRUST_PROXY'))
+  if (trustProxy === undefined) {
+    problems.push(
+      'TRUST_PROXY must be true, false, a number of proxy hops, or a comma-separated list of addresses or CIDR ranges',
+    )
+  }
+
   const logLevel = withDefault('LOG_LEVEL').toLowerCase() as LogLevel
   if (!logLevels.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${logLevels.join(', ')}`)
 
@@ -108,12 +130,14 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir,
     databaseUrl: url('DATABASE_URL', ['postgres:', 'postgresql:'], 'a postgres:// URL'),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:'], 'a redis:// or rediss:// URL'),
+    redisKeyPrefix,
     upstreamUrl: url('UPSTREAM_URL', ['http:', 'https:'], 'an http:// or https:// URL'),
     rateLimit: {
       max: integer('RATE_LIMIT_MAX', 1, 1_000_000_000),
       windowMs: windowMs ?? 60_000,
       unauthMax: integer('RATE_LIMIT_UNAUTH_MAX', 1, 1_000_000_000),
     },
+    trustProxy: trustProxy ?? false,
     writesEnabled,
     logLevel,
     keyCacheTtlMs: ttlMs ?? 0,
@@ -121,4 +145,20 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return config
+}
+
+/** `false`, `true`, a hop count, or a list of addresses / CIDR ranges; undefined when invalid. */
+function parseTrustProxy(text: string): Config['trustProxy'] | undefined {
+  const lower = text.toLowerCase()
+  if (lower === 'false') return false
+  if (lower === 'true') return true
+  if (/^\d{1,2}$/.test(text)) return Number(text) === 0 ? false : Number(text)
+  const entries = text.split(',').map((entry) => entry.trim())
+  const valid = entries.every((entry) => {
+    const [address = '', bits, ...rest] = entry.split('/')
+    const version = isIP(address)
+    if (version === 0 || rest.length > 0) return false
+    return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128))
+  })
+  return valid ? entries : undefined
 }

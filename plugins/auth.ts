@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { invalidRequest } from '../lib/errors.js'
 import type { KeyVerifier, VerifiedKey } from '../lib/key-verifier.js'
@@ -33,18 +33,33 @@ export function callerOf(request: FastifyRequest): VerifiedKey {
   return request.apiKey
 }
 
+export interface AuthOptions {
+  readonly verifier: KeyVerifier
+  /**
+   * Called with the error when a request is rejected, before it is answered; may throw another
+   * error instead (the rate limiter answers 429 once a client IP has failed too often).
+   */
+  readonly onRejected?: (request: FastifyRequest, reply: FastifyReply, error: unknown) => Promise<void>
+}
+
 /**
  * Authenticates every request of the scope it is registered in (the /v1 scope): 401 invalid_key,
  * or 503 unavailable when verification cannot be done. Answers carry X-Key-Scopes once the key is
  * known and are never cached by intermediaries.
  */
-export default fp<{ verifier: KeyVerifier }>(
-  async function auth(app, { verifier }) {
+export default fp<AuthOptions>(
+  async function auth(app, { verifier, onRejected }) {
     // Decorated at the root too (see app.ts), so every request has the same shape.
     if (!app.hasRequestDecorator('apiKey')) app.decorateRequest('apiKey', null)
     app.addHook('onRequest', async (request, reply) => {
       reply.header('cache-control', 'no-store')
-      const key = await verifier.verify(credentialOf(request))
+      let key: VerifiedKey
+      try {
+        key = await verifier.verify(credentialOf(request))
+      } catch (error) {
+        await onRejected?.(request, reply, error)
+        throw error
+      }
       request.apiKey = key
       reply.header('x-key-scopes', key.scopesHeader)
     })

@@ -5,6 +5,7 @@ import type {
   FastifyReply,
   FastifyRequest,
   FastifySchemaValidationError,
+  preValidationHookHandler,
 } from 'fastify'
 import fp from 'fastify-plugin'
 import secureJson from 'secure-json-parse'
@@ -18,8 +19,13 @@ export const BODY_LIMIT = 64 * 1024
  * The one place errors become the envelope: every error thrown by a hook, a parser, a validator
  * or a handler, every unknown route, and every request Node's HTTP parser rejects.
  */
-export default fp(
-  async function errors(app) {
+export interface ErrorsOptions {
+  /** A hook run before the 404 is answered (the rate limit of unknown routes). */
+  readonly onUnknownRoute?: preValidationHookHandler
+}
+
+export default fp<ErrorsOptions>(
+  async function errors(app, { onUnknownRoute }) {
     // JSON only: any other content type is refused (415 inside Fastify, mapped to 400 below).
     app.removeAllContentTypeParsers()
     app.addContentTypeParser(
@@ -38,7 +44,7 @@ export default fp(
       return sendError(request, reply, apiError)
     })
 
-    app.setNotFoundHandler((request, reply) =>
+    app.setNotFoundHandler({ preValidation: onUnknownRoute ? [onUnknownRoute] : [] }, (request, reply) =>
       sendError(request, reply, notFound(`no route for ${request.method} ${describePath(request.url)}`)),
     )
   },

@@ -1,0 +1,102 @@
+import rateLimit, { normalizeIP } from '@fastify/rate-limit'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
+import { ApiError, rateLimited } from '../lib/errors.js'
+import { createRateLimitCounters, type RateLimitStats } from '../lib/rate-limit-counters.js'
+import { callerOf } from './auth.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The hooks that enforce the budgets; app.ts places each where the order of checks wants it. */
+    readonly rateLimiter: RateLimiter
+    /** Rejections and Redis fail-open events since start, for metrics (see lib/rate-limit-counters.ts). */
+    readonly rateLimitStats: RateLimitStats
+  }
+}
+
+export interface RateLimiter {
+  /** onRequest, after auth: the calling key's budget (RATE_LIMIT_MAX, or the key's own). */
+  perKey(request: FastifyRequest, reply: FastifyReply): Promise<void>
+  /** onRequest of the 404 handler: an unknown route spends the client IP's failure budget. */
+  unknownRoute(request: FastifyRequest, reply: FastifyReply): Promise<void>
+  /** Called by auth when it rejects a request: a failed authentication spends the IP's budget. */
+  failedAuth(request: FastifyRequest, reply: FastifyReply, error: unknown): Promise<void>
+}
+
+type Budget = keyof RateLimitStats['rejected']
+type Check = ReturnType<FastifyRequest['server']['createRateLimit']>
+type Decision = Awaited<ReturnType<Check>>
+
+/**
+ * Rate limits with @fastify/rate-limit, its counters in memory or in Redis (REDIS_URL). Two budgets:
+ * per key (every request that authenticated), and per client IP for failures that have no key to
+ * charge (failed authentication, unknown routes), so key and URL guessing are limited too. The
+ * plugin's own route hooks would run after every app-level onRequest hook (after the scope check);
+ * its `createRateLimit` checks are placed explicitly instead (see app.ts).
+ */
+export default fp<{ config: Config }>(
+  async function rateLimits(app, { config }) {
+    const counters = createRateLimitCounters({
+      redisUrl: config.redisUrl,
+      keyPrefix: config.redisKeyPrefix,
+      log: app.log,
+    })
+    app.addHook('onClose', () => counters.close())
+    await counters.connect()
+    if (counters.usesRedis) app.dependencies.register('redis', () => counters.check())
+
+    await app.register(rateLimit, {
+      global: false,
+      store: counters.Store,
+      // The store fails over to memory by itself; should it still throw, let the request through
+      // rather than answer 500 because of the limiter.
+      skipOnError: true,
+    })
+
+    const { windowMs } = config.rateLimit
+    const keyBudget = app.createRateLimit({
+      keyGenerator: (request) => `key:${callerOf(request).id}`,
+      max: (request) => callerOf(request).rateLimit?.max ?? config.rateLimit.max,
+      timeWindow: (request) => callerOf(request).rateLimit?.windowMs ?? windowMs,
+    })
+    const ipBudget = app.createRateLimit({
+      keyGenerator: (request) => `ip:${normalizeIP(request.ip)}`,
+      max: config.rateLimit.unauthMax,
+      timeWindow: windowMs,
+    })
+
+    /** Sets the RateLimit-* headers of the budget that applied; a 429 once it is spent. */
+    function enforce(decision: Decision, reply: FastifyReply, budget: Budget, { spent = true } = {}) {
+      if (decision.isAllowed) return
+      // Whole seconds, at least 1: a client that waits this long finds a fresh window. No window
+      // open yet (a peek at an unused budget): a full one.
+      const resetSeconds = Math.max(1, decision.ttl > 0 ? decision.ttlInSeconds : Math.ceil(decision.timeWindow / 1000))
+      reply.header('ratelimit-limit', decision.max)
+      reply.header('ratelimit-remaining', decision.remaining)
+      reply.header('ratelimit-reset', resetSeconds)
+      if (spent && decision.isExceeded) {
+        counters.stats.rejected[budget]++
+        throw rateLimited(resetSeconds)
+      }
+    }
+
+    const limiter: RateLimiter = {
+      async perKey(request, reply) {
+        enforce(await keyBudget(request), reply, 'key')
+      },
+      async unknownRoute(request, reply) {
+        enforce(await ipBudget(request), reply, 'ip')
+      },
+      async failedAuth(request, reply, error) {
+        // Only the client's failures count (401, or a 400 for conflicting key headers); when
+        // verification itself is down (503), the IP's budget is shown but not spent.
+        const clientFailure = error instanceof ApiError && error.statusCode < 500
+        enforce(await ipBudget(request, { increment: clientFailure }), reply, 'ip', { spent: clientFailure })
+      },
+    }
+    app.decorate('rateLimiter', limiter)
+    app.decorate('rateLimitStats', counters.stats)
+  },
+  { name: 'rate-limit' },
+)

@@ -1,0 +1,226 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Test } from 'tap'
+import t from 'tap'
+import { generateKeySecret } from '../lib/api-keys.js'
+import { bearer, errorOf, startGateway, type TestGateway } from './helpers/gateway.js'
+
+// In-memory counters (no REDIS_URL): the budgets, the headers, the 429 envelope and the order of
+// checks. test/rate-limit-redis.test.ts covers shared counters and Redis outages.
+
+type Response = Awaited<ReturnType<TestGateway['app']['inject']>>
+
+const get = (gw: TestGateway, url: string, headers: Record<string, string> = {}, remoteAddress?: string) =>
+  gw.app.inject({ url, headers, ...(remoteAddress ? { remoteAddress } : {}) })
+
+/** The RateLimit-* headers as numbers, asserting all three are there. */
+function limitHeaders(t: Test, res: Response) {
+  for (const name of ['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']) {
+    t.match(res.headers[name], /^\d+$/, `${name} on a ${res.statusCode}`)
+  }
+  return {
+    limit: Number(res.headers['ratelimit-limit']),
+    remaining: Number(res.headers['ratelimit-remaining']),
+    reset: Number(res.headers['ratelimit-reset']),
+  }
+}
+
+/** Asserts a 429 rate_limited envelope and returns its Retry-After in seconds. */
+function expectRateLimited(t: Test, res: Response): number {
+  t.equal(res.statusCode, 429, 'answered 429')
+  const error = errorOf(t, res)
+  t.equal(error.code, 'rate_limited')
+  t.match(res.headers['retry-after'], /^\d+$/, 'Retry-After in whole seconds')
+  const retryAfter = Number(res.headers['retry-after'])
+  t.ok(retryAfter >= 1, 'Retry-After is at least a second')
+  t.match(error.message, new RegExp(`retry in ${retryAfter} seconds?`), 'the message says when to retry')
+  t.equal(limitHeaders(t, res).remaining, 0)
+  return retryAfter
+}
+
+t.test('a key gets RATE_LIMIT_MAX requests per window, then 429 until Retry-After', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '3', RATE_LIMIT_WINDOW: '2s' } })
+  const { secret } = await gw.key()
+
+  for (let i = 1; i <= 3; i++) {
+    const res = await get(gw, '/v1/key', bearer(secret))
+    t.equal(res.statusCode, 200, `request ${i} is served`)
+    const headers = limitHeaders(t, res)
+    t.equal(headers.limit, 3)
+    t.equal(headers.remaining, 3 - i)
+    t.ok(headers.reset >= 1 && headers.reset <= 2, 'RateLimit-Reset is within the window')
+  }
+
+  const started = Date.now()
+  const limited = await get(gw, '/v1/key', bearer(secret))
+  const retryAfter = expectRateLimited(t, limited)
+  t.ok(retryAfter <= 2, 'Retry-After is no longer than the window')
+  t.equal(limited.headers['ratelimit-reset'], limited.headers['retry-after'])
+  t.equal(limited.headers['x-key-scopes'], 'studio:read, stream:read, stream:golive', 'the key is known on a 429')
+  t.equal(gw.app.rateLimitStats.rejected.key, 1, 'the rejection is counted')
+
+  // Waiting what Retry-After says is enough (a few ms of margin for timer granularity).
+  await sleep(Math.max(0, retryAfter * 1000 - (Date.now() - started)) + 20)
+  const after = await get(gw, '/v1/key', bearer(secret))
+  t.equal(after.statusCode, 200, 'served again after Retry-After')
+  t.equal(limitHeaders(t, after).remaining, 2, 'in a fresh window')
+})
+
+t.test('two keys have separate budgets, even of one account and one IP', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW: '1m' } })
+  const first = await gw.key()
+  const second = await gw.key()
+  for (let i = 0; i < 2; i++) t.equal((await get(gw, '/v1/key', bearer(first.secret))).statusCode, 200)
+  expectRateLimited(t, await get(gw, '/v1/key', bearer(first.secret)))
+
+  const res = await get(gw, '/v1/key', bearer(second.secret))
+  t.equal(res.statusCode, 200, 'the other key is untouched')
+  t.equal(limitHeaders(t, res).remaining, 1)
+})
+
+t.test("a key's own rate limit overrides the default", async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '5', RATE_LIMIT_WINDOW: '1s' } })
+  const strict = await gw.key({ rateLimit: { max: 2, windowMs: 60_000 } })
+  const generous = await gw.key({ rateLimit: { max: 8, windowMs: 60_000 } })
+  const plain = await gw.key()
+
+  for (let i = 0; i < 2; i++) {
+    const res = await get(gw, '/v1/key', bearer(strict.secret))
+    t.equal(res.statusCode, 200)
+    t.equal(limitHeaders(t, res).limit, 2, "the key's max")
+  }
+  const limited = await get(gw, '/v1/key', bearer(strict.secret))
+  const retryAfter = expectRateLimited(t, limited)
+  t.ok(retryAfter > 50 && retryAfter <= 60, `Retry-After follows the key's 1m window (${retryAfter})`)
+
+  for (let i = 0; i < 8; i++) t.equal((await get(gw, '/v1/key', bearer(generous.secret))).statusCode, 200)
+  expectRateLimited(t, await get(gw, '/v1/key', bearer(generous.secret)))
+
+  const res = await get(gw, '/v1/key', bearer(plain.secret))
+  t.equal(limitHeaders(t, res).limit, 5, 'a key without its own limit has the default')
+})
+
+t.test('the rate limit comes after the key and before the scope', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '1', RATE_LIMIT_WINDOW: '1m' } })
+  const { secret } = await gw.key({ scopes: ['studio:read'] })
+  t.equal((await get(gw, '/v1/key', bearer(secret))).statusCode, 200)
+
+  // Over its budget, the key learns about the budget before the missing scope.
+  const res = await get(gw, '/v1/studios/std_x/stream', bearer(secret))
+  expectRateLimited(t, res)
+  t.equal(res.headers['x-accepted-scopes'], 'stream:read')
+
+  // And a key within budget still meets the scope check, with the headers.
+  const other = await gw.key({ scopes: ['studio:read'] })
+  const forbidden = await get(gw, '/v1/studios/std_x/stream', bearer(other.secret))
+  t.equal(forbidden.statusCode, 403)
+  t.equal(limitHeaders(t, forbidden).remaining, 0, 'the refused request still spent the budget')
+})
+
+t.test('every /v1 answer carries the RateLimit headers, success or error', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '100', RATE_LIMIT_UNAUTH_MAX: '50' } })
+  const { secret, accountId } = await gw.key()
+  const reader = await gw.key({ scopes: ['studio:read'] })
+  const studio = await gw.studio(accountId)
+  type Request = { method?: 'GET' | 'POST'; url: string; headers?: Record<string, string> }
+  // [what, status, request, the budget that applies: the key's (100) or the client IP's (50)]
+  const cases: Array<[string, number, Request, number]> = [
+    ['a list', 200, { url: '/v1/studios', headers: bearer(secret) }, 100],
+    ['a studio', 200, { url: `/v1/studios/${studio}`, headers: bearer(secret) }, 100],
+    ['no key', 401, { url: '/v1/studios' }, 50],
+    ['an unknown key', 401, { url: '/v1/studios', headers: bearer(generateKeySecret()) }, 50],
+    ['a missing scope', 403, { url: `/v1/studios/${studio}/stream`, headers: bearer(reader.secret) }, 100],
+    ['a bad parameter', 400, { url: '/v1/studios?limit=abc', headers: bearer(secret) }, 100],
+    ['a missing studio', 404, { url: '/v1/studios/std_nope', headers: bearer(secret) }, 100],
+    ['an unknown route', 404, { url: '/v1/nothing-here', headers: bearer(secret) }, 50],
+    ['a wrong method', 404, { method: 'POST', url: '/v1/key', headers: bearer(secret) }, 50],
+    [
+      'writes disabled',
+      503,
+      { method: 'POST', url: `/v1/studios/${studio}/stream/go-live`, headers: bearer(secret) },
+      100,
+    ],
+  ]
+  for (const [name, status, request, budget] of cases) {
+    const res = await gw.app.inject(request)
+    t.equal(res.statusCode, status, `${name}: ${status}`)
+    t.equal(limitHeaders(t, res).limit, budget, `${name}: the budget that applied`)
+  }
+})
+
+t.test('failed authentication is limited per client IP, and only failures count', async (t) => {
+  const gw = await startGateway(t, {
+    env: { RATE_LIMIT_UNAUTH_MAX: '3', RATE_LIMIT_WINDOW: '1m', RATE_LIMIT_MAX: '100' },
+  })
+  const { secret } = await gw.key()
+  const attacker = '203.0.113.7'
+  const guesses = [{}, bearer('sk_live_not-even-a-key'), bearer(`sk_live_${'a'.repeat(38)}`)]
+  for (const [i, headers] of guesses.entries()) {
+    const res = await get(gw, '/v1/studios', headers, attacker)
+    t.equal(res.statusCode, 401, `failure ${i + 1} is a 401`)
+    const limit = limitHeaders(t, res)
+    t.equal(limit.limit, 3, 'the per-IP budget for failures')
+    t.equal(limit.remaining, 2 - i)
+  }
+  const limited = await get(gw, '/v1/studios', bearer(`sk_live_${'b'.repeat(38)}`), attacker)
+  expectRateLimited(t, limited)
+  t.notOk(limited.headers['x-key-scopes'], 'no key was accepted')
+  t.equal(gw.app.rateLimitStats.rejected.ip, 1)
+
+  const valid = await get(gw, '/v1/studios', bearer(secret), attacker)
+  t.equal(valid.statusCode, 200, 'a valid key from that IP still gets through')
+  t.equal(limitHeaders(t, valid).limit, 100, 'and is counted on its own budget')
+
+  const elsewhere = await get(gw, '/v1/studios', {}, '198.51.100.20')
+  t.equal(elsewhere.statusCode, 401, 'another IP has its own budget')
+  t.equal(limitHeaders(t, elsewhere).remaining, 2)
+})
+
+t.test('unknown routes are limited per client IP, with or without a key', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_UNAUTH_MAX: '2', RATE_LIMIT_WINDOW: '1m' } })
+  const { secret } = await gw.key()
+  const prober = '192.0.2.44'
+  t.equal((await get(gw, '/v1/admin', {}, prober)).statusCode, 404)
+  t.equal((await get(gw, '/wp-login.php', bearer(secret), prober)).statusCode, 404)
+  const limited = await get(gw, '/v1/.env', {}, prober)
+  expectRateLimited(t, limited)
+
+  t.equal((await get(gw, '/v1/key', bearer(secret), prober)).statusCode, 200, 'real routes with a key still work')
+  t.equal((await get(gw, '/v1/admin', {}, '192.0.2.45')).statusCode, 404, 'another IP is not limited')
+})
+
+t.test('behind a proxy (TRUST_PROXY), the client IP comes from X-Forwarded-For', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_UNAUTH_MAX: '1', TRUST_PROXY: '127.0.0.1' } })
+  const from = (ip: string) => ({ 'x-forwarded-for': ip })
+  t.equal((await get(gw, '/v1/key', from('203.0.113.1'))).statusCode, 401)
+  expectRateLimited(t, await get(gw, '/v1/key', from('203.0.113.1')))
+  t.equal((await get(gw, '/v1/key', from('203.0.113.2'))).statusCode, 401, 'each forwarded client has a budget')
+
+  // Without TRUST_PROXY the header is ignored: every request counts against the proxy's address.
+  const direct = await startGateway(t, { env: { RATE_LIMIT_UNAUTH_MAX: '1' } })
+  t.equal((await get(direct, '/v1/key', from('203.0.113.1'))).statusCode, 401)
+  expectRateLimited(t, await get(direct, '/v1/key', from('203.0.113.2')))
+})
+
+t.test('when key verification is down, the 503 shows the IP budget without spending it', async (t) => {
+  const gw = await startGateway(t, {
+    env: { RATE_LIMIT_UNAUTH_MAX: '2' },
+    keys: (store) => ({
+      ...store.keys,
+      findByHash: async () => {
+        throw new Error('database is gone')
+      },
+    }),
+  })
+  for (let i = 0; i < 4; i++) {
+    const res = await get(gw, '/v1/key', bearer(generateKeySecret()))
+    t.equal(res.statusCode, 503)
+    t.equal(errorOf(t, res).code, 'unavailable')
+    t.equal(limitHeaders(t, res).remaining, 2, 'not counted as a failed authentication')
+  }
+})
+
+t.test('without REDIS_URL there is no Redis dependency and counters are in memory', async (t) => {
+  const gw = await startGateway(t)
+  t.notOk(gw.app.dependencies.names().includes('redis'))
+  t.match(gw.app.rateLimitStats, { store: 'memory', redisReachable: null, failOpen: 0, outages: 0 })
+})
