@@ -1,0 +1,235 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import type { Test } from 'tap'
+import t from 'tap'
+import { bearer, startGateway, type TestGateway } from './helpers/gateway.js'
+import { freePort, keysUnder, sharedRedis, sharedRedisUrl, spawnRedisServer, uniquePrefix } from './helpers/redis.js'
+
+// Shared counters in Redis, and what happens when Redis goes away. Runs when REDIS_URL is set (CI
+// sets it); then a Redis that does not answer fails the suite. Outages are made on a redis-server
+// this file spawns, or on a dead port: the shared Redis is only read and written under a prefix of
+// this test's own.
+
+/** How much slower than usual a request may be while Redis is down or stalled. */
+const EXTRA_LATENCY_BOUND_MS = 250
+
+/** Two gateways on one data directory (one key store) and one Redis: two instances of one service. */
+async function twoInstances(t: Test, env: Record<string, string>): Promise<[TestGateway, TestGateway]> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'studio-gateway-redis-'))
+  const first = await startGateway(t, { env, dataDir })
+  const second = await startGateway(t, { env, dataDir })
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }))
+  return [first, second]
+}
+
+/** Sends a request and measures it. */
+async function timed(gw: TestGateway, secret: string) {
+  const started = performance.now()
+  const res = await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })
+  return { status: res.statusCode, ms: performance.now() - started, remaining: res.headers['ratelimit-remaining'] }
+}
+
+/** The slowest of a few requests to a gateway with in-memory counters: "usual", generously. */
+async function usualLatency(t: Test): Promise<number> {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '1000' } })
+  const { secret } = await gw.key()
+  let slowest = 0
+  for (let i = 0; i < 10; i++) slowest = Math.max(slowest, (await timed(gw, secret)).ms)
+  await gw.close()
+  return slowest
+}
+
+const outageLogs = (gw: TestGateway) => gw.logs.filter((line) => /Redis is unreachable/.test(String(line.msg)))
+const recoveryLogs = (gw: TestGateway) => gw.logs.filter((line) => /Redis is reachable again/.test(String(line.msg)))
+
+async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+if (!sharedRedisUrl) {
+  t.comment('Redis suite skipped: REDIS_URL is not set (shared counters and Redis outages are not tested)')
+}
+
+t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' }, async (t) => {
+  const redisUrl = sharedRedisUrl as string
+
+  t.test('two instances on one Redis share one budget per key', async (t) => {
+    const prefix = uniquePrefix()
+    const client = await sharedRedis(t, prefix)
+    const [a, b] = await twoInstances(t, {
+      REDIS_URL: redisUrl,
+      REDIS_KEY_PREFIX: prefix,
+      RATE_LIMIT_MAX: '5',
+      RATE_LIMIT_WINDOW: '1m',
+    })
+    const { secret, id } = await a.key()
+
+    const statuses: number[] = []
+    for (let i = 0; i < 10; i++) statuses.push((await timed(i % 2 === 0 ? a : b, secret)).status)
+    t.equal(statuses.filter((s) => s === 200).length, 5, 'together they allow exactly the limit')
+    t.same(statuses.slice(0, 5), [200, 200, 200, 200, 200], 'the first five, whichever instance')
+    t.same(statuses.slice(5), [429, 429, 429, 429, 429], 'then both refuse')
+    t.equal(Number(await client.get(`${prefix}rate-limit:key:${id}`)), 10, 'counted in Redis, under the prefix')
+    const ttl = await client.pttl(`${prefix}rate-limit:key:${id}`)
+    t.ok(ttl > 0 && ttl <= 60_000, 'the counter expires with the window')
+
+    for (const gw of [a, b]) {
+      t.match(gw.app.rateLimitStats, { store: 'redis', redisReachable: true, failOpen: 0, outages: 0 })
+      t.match(await gw.app.dependencies.checkAll(), [
+        { name: 'sqlite', ok: true },
+        { name: 'redis', ok: true },
+      ])
+    }
+  })
+
+  t.test('the per-IP budget for failures is shared too', async (t) => {
+    const prefix = uniquePrefix()
+    const client = await sharedRedis(t, prefix)
+    const [a, b] = await twoInstances(t, { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: prefix, RATE_LIMIT_UNAUTH_MAX: '2' })
+    t.equal((await a.app.inject({ url: '/v1/key' })).statusCode, 401)
+    t.equal((await b.app.inject({ url: '/v1/nowhere' })).statusCode, 404)
+    t.equal((await a.app.inject({ url: '/v1/key' })).statusCode, 429)
+    t.equal((await b.app.inject({ url: '/v1/key' })).statusCode, 429)
+    t.same(await keysUnder(client, `${prefix}rate-limit:ip:`), [`${prefix}rate-limit:ip:127.0.0.1`])
+  })
+
+  t.test('Redis at a dead port: served with per-instance limits, logged once, within the bound', async (t) => {
+    const usual = await usualLatency(t)
+    const deadUrl = `redis://127.0.0.1:${await freePort()}`
+    const started = performance.now()
+    const [a, b] = await twoInstances(t, { REDIS_URL: deadUrl, RATE_LIMIT_MAX: '3', RATE_LIMIT_WINDOW: '1m' })
+    t.ok(performance.now() - started < 5000, 'the gateway starts without waiting for Redis')
+    const { secret } = await a.key()
+
+    const results = []
+    for (const gw of [a, b]) for (let i = 0; i < 4; i++) results.push(await timed(gw, secret))
+    t.same(
+      results.map((r) => r.status),
+      [200, 200, 200, 429, 200, 200, 200, 429],
+      'each instance enforces the limit on its own',
+    )
+    const slowest = Math.max(...results.map((r) => r.ms))
+    t.ok(slowest < usual + EXTRA_LATENCY_BOUND_MS, `slowest ${slowest.toFixed(1)} ms, usual ${usual.toFixed(1)} ms`)
+
+    for (const gw of [a, b]) {
+      t.match(gw.app.rateLimitStats, { store: 'redis', redisReachable: false, outages: 1 })
+      t.ok(gw.app.rateLimitStats.failOpen >= 4, 'fail-open decisions are counted')
+      t.equal(outageLogs(gw).length, 1, 'the outage is logged once')
+      t.equal(outageLogs(gw)[0]?.level, 40, 'as a warning')
+      const redis = (await gw.app.dependencies.checkAll()).find((status) => status.name === 'redis')
+      t.match(redis, { ok: false, error: /Redis is unreachable.*per instance/ }, 'readiness shows it')
+      t.notMatch(gw.logText(), new RegExp(deadUrl), 'the URL is never logged')
+    }
+  })
+
+  t.test('own Redis killed mid-test: per-instance limits within the bound, then shared again', async (t) => {
+    const usual = await usualLatency(t)
+    const own = await spawnRedisServer(t)
+    const [a, b] = await twoInstances(t, { REDIS_URL: own.url, RATE_LIMIT_MAX: '4', RATE_LIMIT_WINDOW: '1m' })
+    const before = await a.key()
+
+    t.same(
+      [await timed(a, before.secret), await timed(b, before.secret)].map((r) => [r.status, r.remaining]),
+      [
+        [200, '3'],
+        [200, '2'],
+      ],
+      'shared while Redis is up',
+    )
+
+    await own.kill()
+    const during = []
+    for (const gw of [a, b]) for (let i = 0; i < 5; i++) during.push(await timed(gw, before.secret))
+    t.same(
+      during.map((r) => r.status),
+      [200, 200, 200, 200, 429, 200, 200, 200, 200, 429],
+      'each instance counts on its own, with the full limit',
+    )
+    const slowest = Math.max(...during.map((r) => r.ms))
+    t.ok(slowest < usual + EXTRA_LATENCY_BOUND_MS, `slowest ${slowest.toFixed(1)} ms, usual ${usual.toFixed(1)} ms`)
+    for (const gw of [a, b]) {
+      t.match(gw.app.rateLimitStats, { redisReachable: false, outages: 1 })
+      t.equal(outageLogs(gw).length, 1, 'logged once per outage')
+    }
+
+    await own.start()
+    await waitFor('both instances to see Redis again', () =>
+      [a, b].every((gw) => gw.app.rateLimitStats.redisReachable === true),
+    )
+    for (const gw of [a, b]) {
+      t.equal(recoveryLogs(gw).length, 1, 'the recovery is logged once')
+      t.equal(outageLogs(gw).length, 1, 'and no new outage')
+    }
+
+    const after = await a.key()
+    const statuses: number[] = []
+    for (let i = 0; i < 8; i++) statuses.push((await timed(i % 2 === 0 ? a : b, after.secret)).status)
+    t.same(statuses, [200, 200, 200, 200, 429, 429, 429, 429], 'shared counting resumed: exactly the limit')
+    t.match(a.app.rateLimitStats, { redisReachable: true, outages: 1 })
+  })
+
+  t.test('a stalled Redis counts as down: answers within the bound, recovers when it resumes', async (t) => {
+    const usual = await usualLatency(t)
+    const own = await spawnRedisServer(t)
+    t.teardown(() => own.resume())
+    const gw = await startGateway(t, { env: { REDIS_URL: own.url, RATE_LIMIT_MAX: '100' } })
+    const { secret } = await gw.key()
+    t.equal((await timed(gw, secret)).status, 200)
+
+    own.pause()
+    const during = []
+    for (let i = 0; i < 5; i++) during.push(await timed(gw, secret))
+    t.same(
+      during.map((r) => r.status),
+      [200, 200, 200, 200, 200],
+    )
+    const slowest = Math.max(...during.map((r) => r.ms))
+    t.ok(slowest < usual + EXTRA_LATENCY_BOUND_MS, `slowest ${slowest.toFixed(1)} ms, usual ${usual.toFixed(1)} ms`)
+    t.match(gw.app.rateLimitStats, { redisReachable: false, outages: 1 })
+    const started = performance.now()
+    const readiness = await gw.app.dependencies.checkAll()
+    t.ok(performance.now() - started < 1000, 'the readiness check does not hang on it either')
+    t.match(
+      readiness.find((status) => status.name === 'redis'),
+      { ok: false, error: /unreachable/ },
+    )
+
+    own.resume()
+    await waitFor('the limiter to see Redis again', () => gw.app.rateLimitStats.redisReachable === true)
+    t.equal(recoveryLogs(gw).length, 1)
+    const failOpen = gw.app.rateLimitStats.failOpen
+    t.equal((await timed(gw, secret)).status, 200)
+    t.equal(gw.app.rateLimitStats.failOpen, failOpen, 'counted in Redis again, not in memory')
+  })
+
+  t.test('closing the app closes its Redis connection, also while Redis is down', async (t) => {
+    const own = await spawnRedisServer(t)
+    const observer = new Redis(own.url)
+    t.teardown(() => observer.disconnect())
+    const otherClients = async () =>
+      String(await observer.client('LIST'))
+        .trim()
+        .split('\n').length - 1
+
+    const gw = await startGateway(t, { env: { REDIS_URL: own.url } })
+    t.equal(await otherClients(), 1, 'the gateway holds one connection')
+    await gw.close()
+    // QUIT is answered before the server drops the connection: give it a moment.
+    await waitFor('the connection to close', async () => (await otherClients()) === 0, 2000)
+    t.pass('no connection left after close')
+
+    const down = await startGateway(t, { env: { REDIS_URL: own.url } })
+    observer.disconnect()
+    await own.kill()
+    const started = performance.now()
+    await down.close()
+    t.ok(performance.now() - started < 1000, 'close does not wait for a Redis that is gone')
+  })
+})
