@@ -88,7 +88,14 @@ export async function buildApp(options: AppOptions) {
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     bodyLimit: BODY_LIMIT,
     clientErrorHandler: createClientErrorHandler(logger),
-    frameworkErrors: (error, request, reply) => sendError(request, reply, toApiError(error)),
+    // Refused before routing (a bad URL, an id too long to route): no key was checked, so like an
+    // unknown route it spends the client IP's failure budget.
+    frameworkErrors: (error, request, reply) => {
+      app.rateLimiter.unknownRoute(request, reply).then(
+        () => sendError(request, reply, toApiError(error)),
+        (limited: Error) => sendError(request, reply, toApiError(limited)),
+      )
+    },
     return503OnClosing: true,
     // A hop count is given to Fastify as a function: its types only take booleans and addresses.
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,

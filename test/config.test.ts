@@ -11,6 +11,8 @@ t.test('defaults', async (t) => {
     redisUrl: undefined,
     upstreamUrl: undefined,
     rateLimit: { max: 600, windowMs: 60_000, unauthMax: 60 },
+    redisKeyPrefix: 'studio-gateway:',
+    trustProxy: false,
     writesEnabled: false,
     logLevel: 'info',
     keyCacheTtlMs: 30_000,
@@ -43,6 +45,25 @@ t.test('values are read and converted', async (t) => {
   t.equal(loadConfig({ RATE_LIMIT_WINDOW: '60s' }).rateLimit.windowMs, 60_000)
 })
 
+t.test('TRUST_PROXY: off, any proxy, a hop count, or addresses and ranges', async (t) => {
+  const trust = (value: string) => loadConfig({ TRUST_PROXY: value }).trustProxy
+  t.equal(trust('false'), false)
+  t.equal(trust('0'), false)
+  t.equal(trust('TRUE'), true)
+  t.equal(trust('2'), 2)
+  t.same(trust('10.0.0.1'), ['10.0.0.1'])
+  t.same(trust('10.0.0.0/8, 192.168.1.1,::1, fd00::/8'), ['10.0.0.0/8', '192.168.1.1', '::1', 'fd00::/8'])
+  for (const bad of ['yes please', '10.0.0.0/33', '::1/129', '10.0.0.1/8/8', 'proxy.internal', '10.0.0.1,']) {
+    t.throws(() => loadConfig({ TRUST_PROXY: bad }), /TRUST_PROXY/, bad)
+  }
+})
+
+t.test('REDIS_KEY_PREFIX namespaces the Redis keys', async (t) => {
+  t.equal(loadConfig({ REDIS_KEY_PREFIX: 'staging:gw:' }).redisKeyPrefix, 'staging:gw:')
+  t.throws(() => loadConfig({ REDIS_KEY_PREFIX: 'has space' }), /REDIS_KEY_PREFIX/)
+  t.throws(() => loadConfig({ REDIS_KEY_PREFIX: 'x'.repeat(65) }), /REDIS_KEY_PREFIX/)
+})
+
 t.test('a bad value stops the start with a message naming the variable', async (t) => {
   const bad: Record<string, string> = {
     PORT: '70000',
@@ -54,6 +75,8 @@ t.test('a bad value stops the start with a message naming the variable', async (
     KEY_CACHE_TTL: '30',
     REDIS_URL: 'http://not-redis',
     UPSTREAM_URL: 'ftp://upstream',
+    TRUST_PROXY: 'sometimes',
+    REDIS_KEY_PREFIX: 'two words',
   }
   for (const [name, value] of Object.entries(bad)) {
     t.throws(() => loadConfig({ [name]: value }), ConfigError, `${name}=${value}`)

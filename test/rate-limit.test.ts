@@ -133,6 +133,7 @@ t.test('every /v1 answer carries the RateLimit headers, success or error', async
     ['a missing studio', 404, { url: '/v1/studios/std_nope', headers: bearer(secret) }, 100],
     ['an unknown route', 404, { url: '/v1/nothing-here', headers: bearer(secret) }, 50],
     ['a wrong method', 404, { method: 'POST', url: '/v1/key', headers: bearer(secret) }, 50],
+    ['a path that is not a URL', 400, { url: '/v1/studios/%zz', headers: bearer(secret) }, 50],
     [
       'writes disabled',
       503,
@@ -184,6 +185,7 @@ t.test('unknown routes are limited per client IP, with or without a key', async 
   const limited = await get(gw, '/v1/.env', {}, prober)
   expectRateLimited(t, limited)
 
+  expectRateLimited(t, await get(gw, '/v1/studios/%zz', {}, prober))
   t.equal((await get(gw, '/v1/key', bearer(secret), prober)).statusCode, 200, 'real routes with a key still work')
   t.equal((await get(gw, '/v1/admin', {}, '192.0.2.45')).statusCode, 404, 'another IP is not limited')
 })
