@@ -128,13 +128,15 @@ t.test('studios, stream and sessions', async (t) => {
           url: `/v1/studios/${studioId}${route.path}`,
           headers: { ...bearer(mine.secret), 'x-request-id': 'same-id' },
         })
-        const { date: _date, ...headers } = res.headers
-        return { status: res.statusCode, body: res.body, headers }
+        // The rate-limit counters move with every request, whatever it asks for: compared apart.
+        const { date: _date, 'ratelimit-remaining': remaining, 'ratelimit-reset': _reset, ...headers } = res.headers
+        return { answer: { status: res.statusCode, body: res.body, headers }, remaining: Number(remaining) }
       }
-      const foreign = await answer(theirStudio)
-      const missing = await answer('std_doesNotExist00000')
+      const { answer: foreign, remaining } = await answer(theirStudio)
+      const { answer: missing, remaining: remainingAfter } = await answer('std_doesNotExist00000')
       t.equal(foreign.status, 404, `${route.method} ${route.path || '/'}: 404`)
       t.same(foreign, missing, `${route.method} ${route.path || '/'}: identical to a missing studio`)
+      t.equal(remainingAfter, remaining - 1, 'both spent the same budget, one request each')
       t.equal(JSON.parse(foreign.body).error.code, 'not_found')
     }
     const stream = (await get(`/v1/studios/${theirStudio}/stream`, theirs.secret)).json()
