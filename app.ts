@@ -88,10 +88,10 @@ export async function buildApp(options: AppOptions) {
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     bodyLimit: BODY_LIMIT,
     clientErrorHandler: createClientErrorHandler(logger),
-    // Refused before routing (a bad URL, an id too long to route): no key was checked, so like an
-    // unknown route it spends the client IP's failure budget.
+    // Refused before routing (a bad URL, an id too long to route): no key was checked, so the
+    // answer shows the client IP's budget.
     frameworkErrors: (error, request, reply) => {
-      app.rateLimiter.unknownRoute(request, reply).then(
+      app.rateLimiter.refused(request, reply, error).then(
         () => sendError(request, reply, toApiError(error)),
         (limited: Error) => sendError(request, reply, toApiError(limited)),
       )
@@ -131,7 +131,7 @@ export async function buildApp(options: AppOptions) {
   await app.register(
     async function v1(scope) {
       // The order of checks for a /v1 request: key → rate limit → scope → validation → write gate.
-      await scope.register(auth, { verifier: keyVerifier, onRejected: app.rateLimiter.failedAuth })
+      await scope.register(auth, { verifier: keyVerifier, onRejected: app.rateLimiter.refused })
       scope.addHook('onRequest', app.rateLimiter.perKey)
       await scope.register(scopes)
       await scope.register(writeGate, { writesEnabled: config.writesEnabled })

@@ -20,8 +20,12 @@ export interface RateLimiter {
   perKey(request: FastifyRequest, reply: FastifyReply): Promise<void>
   /** onRequest of the 404 handler: an unknown route spends the client IP's failure budget. */
   unknownRoute(request: FastifyRequest, reply: FastifyReply): Promise<void>
-  /** Called by auth when it rejects a request: a failed authentication spends the IP's budget. */
-  failedAuth(request: FastifyRequest, reply: FastifyReply, error: unknown): Promise<void>
+  /**
+   * A request refused before it had a key (by auth, or before routing): a failed authentication
+   * (401) spends the client IP's failure budget, and 429s once it is spent; any other refusal
+   * shows that budget without spending it.
+   */
+  refused(request: FastifyRequest, reply: FastifyReply, error: unknown): Promise<void>
 }
 
 type Budget = keyof RateLimitStats['rejected']
@@ -88,11 +92,11 @@ export default fp<{ config: Config }>(
       async unknownRoute(request, reply) {
         enforce(await ipBudget(request), reply, 'ip')
       },
-      async failedAuth(request, reply, error) {
-        // Only the client's failures count (401, or a 400 for conflicting key headers); when
-        // verification itself is down (503), the IP's budget is shown but not spent.
-        const clientFailure = error instanceof ApiError && error.statusCode < 500
-        enforce(await ipBudget(request, { increment: clientFailure }), reply, 'ip', { spent: clientFailure })
+      async refused(request, reply, error) {
+        // Only failed authentication counts: a malformed request (400: two different keys, a bad
+        // URL) guesses nothing, and a 503 (verification down) is not the client's doing.
+        const failedAuth = error instanceof ApiError && error.code === 'invalid_key'
+        enforce(await ipBudget(request, { increment: failedAuth }), reply, 'ip', { spent: failedAuth })
       },
     }
     app.decorate('rateLimiter', limiter)

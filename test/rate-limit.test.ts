@@ -171,9 +171,27 @@ t.test('failed authentication is limited per client IP, and only failures count'
   t.equal(valid.statusCode, 200, 'a valid key from that IP still gets through')
   t.equal(limitHeaders(t, valid).limit, 100, 'and is counted on its own budget')
 
+  const conflicting = await get(gw, '/v1/studios', { ...bearer(secret), 'x-api-key': generateKeySecret() }, attacker)
+  t.equal(conflicting.statusCode, 400, 'two different keys is malformed input, answered as such')
+  t.equal(limitHeaders(t, conflicting).remaining, 0)
+
   const elsewhere = await get(gw, '/v1/studios', {}, '198.51.100.20')
   t.equal(elsewhere.statusCode, 401, 'another IP has its own budget')
   t.equal(limitHeaders(t, elsewhere).remaining, 2)
+})
+
+t.test('malformed requests without a key show the IP budget but do not spend it', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_UNAUTH_MAX: '2' } })
+  const [a, b] = [generateKeySecret(), generateKeySecret()]
+  for (let i = 0; i < 4; i++) {
+    const conflicting = await get(gw, '/v1/key', { ...bearer(a), 'x-api-key': b })
+    t.equal(conflicting.statusCode, 400)
+    t.equal(limitHeaders(t, conflicting).remaining, 2)
+    const badUrl = await get(gw, '/v1/studios/%zz/stream')
+    t.equal(badUrl.statusCode, 400)
+    t.equal(limitHeaders(t, badUrl).remaining, 2)
+  }
+  t.equal((await get(gw, '/v1/key')).statusCode, 401, 'the budget is intact for failed authentication')
 })
 
 t.test('unknown routes are limited per client IP, with or without a key', async (t) => {
@@ -185,7 +203,9 @@ t.test('unknown routes are limited per client IP, with or without a key', async 
   const limited = await get(gw, '/v1/.env', {}, prober)
   expectRateLimited(t, limited)
 
-  expectRateLimited(t, await get(gw, '/v1/studios/%zz', {}, prober))
+  const badUrl = await get(gw, '/v1/studios/%zz', {}, prober)
+  t.equal(badUrl.statusCode, 400, 'a path that is not a URL is malformed input, not a guess: not limited')
+  t.equal(limitHeaders(t, badUrl).remaining, 0, 'but it shows the spent budget')
   t.equal((await get(gw, '/v1/key', bearer(secret), prober)).statusCode, 200, 'real routes with a key still work')
   t.equal((await get(gw, '/v1/admin', {}, '192.0.2.45')).statusCode, 404, 'another IP is not limited')
 })
