@@ -15,15 +15,15 @@ import { newRequestId } from '../lib/ids.js'
 
 export const BODY_LIMIT = 64 * 1024
 
-/**
- * The one place errors become the envelope: every error thrown by a hook, a parser, a validator
- * or a handler, every unknown route, and every request Node's HTTP parser rejects.
- */
 export interface ErrorsOptions {
   /** A hook run before the 404 is answered (the rate limit of unknown routes). */
   readonly onUnknownRoute?: preValidationHookHandler
 }
 
+/**
+ * The one place errors become the envelope: every error thrown by a hook, a parser, a validator
+ * or a handler, every unknown route, and every request Node's HTTP parser rejects.
+ */
 export default fp<ErrorsOptions>(
   async function errors(app, { onUnknownRoute }) {
     // JSON only: any other content type is refused (415 inside Fastify, mapped to 400 below).

@@ -18,7 +18,7 @@ declare module 'fastify' {
 export interface RateLimiter {
   /** onRequest, after auth: the calling key's budget (RATE_LIMIT_MAX, or the key's own). */
   perKey(request: FastifyRequest, reply: FastifyReply): Promise<void>
-  /** onRequest of the 404 handler: an unknown route spends the client IP's failure budget. */
+  /** Before the 404 handler answers: an unknown route spends the client IP's failure budget. */
   unknownRoute(request: FastifyRequest, reply: FastifyReply): Promise<void>
   /**
    * A request refused before it had a key (by auth, or before routing): a failed authentication
