@@ -10,6 +10,7 @@ import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
 import accessLog from './plugins/access-log.js'
 import auth from './plugins/auth.js'
 import errors, { BODY_LIMIT, createClientErrorHandler, sendError, toApiError } from './plugins/errors.js'
+import openapi from './plugins/openapi.js'
 import rateLimits from './plugins/rate-limit.js'
 import requestId, { genReqId } from './plugins/request-id.js'
 import scopes from './plugins/scopes.js'
@@ -127,6 +128,9 @@ export async function buildApp(options: AppOptions) {
   await app.register(rateLimits, { config })
   await app.register(errors, { onUnknownRoute: app.rateLimiter.unknownRoute })
   await app.register(accessLog)
+  // After the hooks every answer needs (the explorer's pages carry X-Request-Id too), before the
+  // routes it describes.
+  await app.register(openapi)
 
   await app.register(
     async function v1(scope) {

@@ -1,5 +1,15 @@
-import { ErrorEnvelope } from './errors.js'
+import { ErrorCodeName, ErrorEnvelope } from './errors.js'
 import { ApiKeyInfo, ScopeName, Session, SessionList, Stream, Studio, StudioList } from './resources.js'
 
 /** Schemas with an `$id`, registered once at the root so every route and the OpenAPI share them. */
-export const sharedSchemas = [ErrorEnvelope, ScopeName, Studio, Stream, Session, StudioList, SessionList, ApiKeyInfo]
+export const sharedSchemas = [
+  ErrorCodeName,
+  ErrorEnvelope,
+  ScopeName,
+  Studio,
+  Stream,
+  Session,
+  StudioList,
+  SessionList,
+  ApiKeyInfo,
+]

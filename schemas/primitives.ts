@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { type SchemaOptions, Type } from '@sinclair/typebox'
 
 /** RFC 3339 UTC timestamps, as every time in the API is written. */
 export const Timestamp = Type.String({
@@ -42,3 +42,11 @@ export const NextCursor = Type.Union([Type.String(), Type.Null()], {
 
 /** Routes without query parameters still declare it, so that an unknown one is refused. */
 export const NoQuery = Type.Object({}, { additionalProperties: false })
+
+/**
+ * One of a fixed set of strings, as `{ type: 'string', enum }`: it reads as one enum in the
+ * OpenAPI (a union of literals becomes an `anyOf` of single values), and serializes without trying
+ * each branch of a union.
+ */
+export const StringEnum = <T extends string>(values: readonly T[], options: SchemaOptions = {}) =>
+  Type.Unsafe<T>({ ...options, type: 'string', enum: [...values] })

@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { scopes } from '../lib/api-keys.js'
-import { NextCursor, Timestamp } from './primitives.js'
+import { NextCursor, StringEnum, Timestamp } from './primitives.js'
 
 export const Studio = Type.Object(
   {
@@ -12,7 +12,7 @@ export const Studio = Type.Object(
 )
 export type Studio = Static<typeof Studio>
 
-export const StreamStatus = Type.Union([Type.Literal('offline'), Type.Literal('live')], {
+export const StreamStatus = StringEnum(['offline', 'live'], {
   description: '`live` between a go-live and the next go-offline.',
 })
 
@@ -50,10 +50,7 @@ export const SessionList = Type.Object(
   { $id: 'SessionList', additionalProperties: false, description: 'A page of past sessions, newest first.' },
 )
 
-export const ScopeName = Type.Union(
-  scopes.map((scope) => Type.Literal(scope)),
-  { $id: 'Scope', description: 'A permission an API key can hold.' },
-)
+export const ScopeName = StringEnum(scopes, { $id: 'Scope', description: 'A permission an API key can hold.' })
 
 export const ApiKeyInfo = Type.Object(
   {

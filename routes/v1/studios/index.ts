@@ -47,6 +47,7 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'getStudio',
         summary: 'Get a studio',
+        description: 'A studio of another account answers 404, exactly as a missing one.',
         tags: ['studios'],
         params: StudioIdParams,
         querystring: NoQuery,

@@ -22,6 +22,7 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'getStream',
         summary: 'Get the live stream of a studio',
+        description: 'Whether the studio is live, since when, and under which title.',
         tags: ['stream'],
         params: StudioIdParams,
         querystring: NoQuery,

@@ -1,0 +1,292 @@
+import type { FastifySchema, RouteOptions } from 'fastify'
+import type { Scope } from '../lib/api-keys.js'
+import {
+  ApiError,
+  badGateway,
+  type ErrorCode,
+  errorCatalog,
+  INTERNAL_MESSAGE,
+  insufficientScope,
+  invalidKey,
+  invalidRequest,
+  notFound,
+  rateLimited,
+  unavailable,
+  writeDisabled,
+} from '../lib/errors.js'
+import { envelope } from '../plugins/errors.js'
+import { ERROR_CODES, type ErrorResponseSchema } from './errors.js'
+
+/**
+ * How the route schemas become the published OpenAPI document. @fastify/swagger turns each route's
+ * TypeBox schema into an operation; `describeOperations` (its `transformObject`) then adds what
+ * the schemas alone do not say: the scope and security of each operation, the headers of each
+ * answer, and for each error status the codes it can carry (an enum) with an example envelope.
+ * All of it is documentation only: the schemas the routes serialize with stay as they are.
+ */
+
+type Json = Record<string, unknown>
+
+/** The API version the document describes; the package version tracks the implementation. */
+export const DOCUMENT_INFO = {
+  title: 'Studio Gateway',
+  version: '1.0.0',
+  summary: 'The public /v1 API of the live-streaming studio platform.',
+  license: { name: 'Proprietary', identifier: 'LicenseRef-Proprietary' },
+  description: [
+    'Call the API with an API key (`sk_live_…`) sent as `Authorization: Bearer sk_live_…` or `X-API-Key: sk_live_…`. Each operation names the scope its key needs: `x-required-scope`, and the role of its security requirement.',
+    'Every error, on every path, is one envelope: `{"error": {"code", "message", "requestId", "requiredScope"?}}`. Branch on `error.code`: each error response lists the codes it can carry. Retry only `unavailable`, `bad_gateway` and `internal` (with backoff), and `rate_limited` after `Retry-After`. A path or method not described here answers `404 not_found` in the same envelope.',
+    'Every response carries `X-Request-Id`; quote it when you ask us to look into a request.',
+  ].join('\n\n'),
+}
+
+export const DOCUMENT_TAGS = [
+  { name: 'studios', description: 'The studios of your account.' },
+  { name: 'stream', description: 'The live stream of a studio: its state, going live and offline, past sessions.' },
+  { name: 'keys', description: 'The API key making the call.' },
+]
+
+export const SECURITY_SCHEMES = {
+  bearerAuth: {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'sk_live_…',
+    description: 'The API key as a bearer token: `Authorization: Bearer sk_live_…`.',
+  },
+  apiKeyHeader: {
+    type: 'apiKey',
+    in: 'header',
+    name: 'X-API-Key',
+    description: 'The API key in its own header: `X-API-Key: sk_live_…`.',
+  },
+} as const
+
+const REQUEST_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$'
+
+export const REQUEST_ID_PARAMETER = {
+  name: 'X-Request-Id',
+  in: 'header',
+  required: false,
+  description:
+    'Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one.',
+  schema: { type: 'string', pattern: REQUEST_ID_PATTERN },
+}
+
+const seconds = { type: 'integer', minimum: 0 } as const
+
+/** The response headers of the API, as declared in `components.headers` (where they are required). */
+export const RESPONSE_HEADERS = {
+  'X-Request-Id': {
+    description:
+      'The id of this request: the one you sent if it was valid, else a generated `req_` + 16 hex. Equals `error.requestId`.',
+    schema: { type: 'string', pattern: REQUEST_ID_PATTERN },
+  },
+  'X-Key-Scopes': {
+    description: 'The scopes the calling key holds, comma-separated: see a missing scope before it fails.',
+    schema: { type: 'string' },
+    example: 'studio:read, stream:read',
+  },
+  'X-Accepted-Scopes': {
+    description: 'The scope this operation needs.',
+    schema: { $ref: '#/components/schemas/Scope' },
+  },
+  'WWW-Authenticate': {
+    description: 'The scheme to authenticate with.',
+    schema: { type: 'string' },
+    example: 'Bearer realm="studio-gateway"',
+  },
+  'Retry-After': { description: 'Seconds to wait before retrying.', schema: seconds },
+  'RateLimit-Limit': { description: 'Requests allowed in the current window (IETF draft header).', schema: seconds },
+  'RateLimit-Remaining': { description: 'Requests left in the current window.', schema: seconds },
+  'RateLimit-Reset': { description: 'Seconds until the current window resets.', schema: seconds },
+} as const
+
+type HeaderName = keyof typeof RESPONSE_HEADERS
+
+const RATE_LIMIT_HEADERS = ['RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'] as const
+
+/**
+ * The headers each error code always carries (besides X-Request-Id, on every answer, and
+ * X-Accepted-Scopes, on every error of a scoped route). X-Key-Scopes is set once the key is
+ * verified, so it is certain only on codes raised after authentication.
+ */
+const CODE_HEADERS: Record<ErrorCode, readonly HeaderName[]> = {
+  invalid_request: [],
+  invalid_key: ['WWW-Authenticate'],
+  insufficient_scope: ['X-Key-Scopes'],
+  not_found: ['X-Key-Scopes'],
+  rate_limited: ['Retry-After'],
+  write_disabled: ['X-Key-Scopes'],
+  unavailable: ['Retry-After'],
+  bad_gateway: ['X-Key-Scopes'],
+  internal: [],
+}
+
+/** An error of each code as the gateway raises it: the source of the example envelopes. */
+const EXAMPLE_ERRORS: Record<ErrorCode, (scope: Scope) => ApiError> = {
+  invalid_request: () => invalidRequest('unknown querystring parameter "colour"'),
+  invalid_key: () => invalidKey('the API key is not recognised'),
+  insufficient_scope: (scope) => insufficientScope(scope),
+  not_found: () => notFound('studio not found'),
+  rate_limited: () => rateLimited(12),
+  write_disabled: () => writeDisabled(),
+  unavailable: () => unavailable('API key verification is temporarily unavailable; retry shortly'),
+  bad_gateway: () => badGateway('the studio service answered unexpectedly'),
+  internal: () => new ApiError('internal', INTERNAL_MESSAGE),
+}
+
+const EXAMPLE_REQUEST_ID = 'req_9f2c1a7b4e5d6f80'
+
+/** What the document needs to know of a route beyond its schema. */
+export interface OperationFacts {
+  readonly scope: Scope | undefined
+  /** Whether the operation needs a key (every /v1 route). */
+  readonly authenticated: boolean
+  /** Error statuses and the codes each can carry. */
+  readonly errorCodes: ReadonlyMap<string, readonly ErrorCode[]>
+}
+
+/** Collects the facts of a route as it is added (an `onRoute` hook), keyed by its operationId. */
+export function factsOf(route: RouteOptions): [string, OperationFacts] | undefined {
+  const schema = route.schema as (FastifySchema & { operationId?: string }) | undefined
+  if (schema?.operationId === undefined || route.method === 'HEAD') return undefined
+  const errorCodes = new Map<string, readonly ErrorCode[]>()
+  for (const [status, response] of Object.entries((schema.response ?? {}) as Record<string, unknown>)) {
+    const codes = (response as Partial<ErrorResponseSchema>)[ERROR_CODES]
+    if (codes) errorCodes.set(status, codes)
+  }
+  return [schema.operationId, { scope: route.config?.scope, authenticated: route.url.startsWith('/v1/'), errorCodes }]
+}
+
+/**
+ * The headers of a response: a reference to the component where required (a reference cannot
+ * override `required`), else inline and optional. `referenced` collects the components used.
+ */
+function headersOf(required: Set<HeaderName>, optional: Set<HeaderName>, referenced: Set<HeaderName>): Json {
+  const headers: Json = {}
+  for (const name of Object.keys(RESPONSE_HEADERS) as HeaderName[]) {
+    if (required.has(name)) {
+      headers[name] = { $ref: `#/components/headers/${name}` }
+      referenced.add(name)
+    } else if (optional.has(name)) {
+      headers[name] = { ...RESPONSE_HEADERS[name], required: false }
+    }
+  }
+  return headers
+}
+
+function successHeaders(facts: OperationFacts, referenced: Set<HeaderName>): Json {
+  const required = new Set<HeaderName>(['X-Request-Id'])
+  if (facts.authenticated) required.add('X-Key-Scopes')
+  return headersOf(required, new Set(facts.authenticated ? RATE_LIMIT_HEADERS : []), referenced)
+}
+
+function errorResponse(codes: readonly ErrorCode[], facts: OperationFacts, referenced: Set<HeaderName>): Json {
+  const carriedByAll = (name: HeaderName) => codes.every((code) => CODE_HEADERS[code].includes(name))
+  const carriedByAny = (name: HeaderName) => codes.some((code) => CODE_HEADERS[code].includes(name))
+  const required = new Set<HeaderName>(['X-Request-Id'])
+  const optional = new Set<HeaderName>(facts.authenticated ? [...RATE_LIMIT_HEADERS, 'X-Key-Scopes'] : [])
+  if (facts.scope !== undefined) required.add('X-Accepted-Scopes')
+  for (const name of Object.keys(RESPONSE_HEADERS) as HeaderName[]) {
+    if (carriedByAll(name)) required.add(name)
+    else if (carriedByAny(name)) optional.add(name)
+  }
+
+  const scope = facts.scope
+  const onlyScopeErrors = codes.every((code) => code === 'insufficient_scope')
+  const errorShape: Json = {
+    type: 'object',
+    required: onlyScopeErrors ? ['code', 'requiredScope'] : ['code'],
+    properties: {
+      code: { type: 'string', enum: [...codes] },
+      ...(onlyScopeErrors && scope !== undefined ? { requiredScope: { type: 'string', enum: [scope] } } : {}),
+    },
+  }
+  const examples: Json = {}
+  for (const code of codes) {
+    // Routes without a scope never answer insufficient_scope; any scope makes a valid example.
+    const error = EXAMPLE_ERRORS[code](scope ?? 'studio:read')
+    examples[code] = { summary: errorCatalog[code].summary, value: envelope(error, EXAMPLE_REQUEST_ID) }
+  }
+  return {
+    description: codes.map((code) => `\`${code}\`: ${errorCatalog[code].summary}`).join(' '),
+    headers: headersOf(required, optional, referenced),
+    content: {
+      'application/json': {
+        schema: {
+          allOf: [
+            { $ref: '#/components/schemas/ErrorEnvelope' },
+            { type: 'object', required: ['error'], properties: { error: errorShape } },
+          ],
+        },
+        examples,
+      },
+    },
+  }
+}
+
+function securityOf(facts: OperationFacts): Json[] {
+  if (!facts.authenticated) return []
+  // OpenAPI 3.1 lets a non-OAuth requirement list the roles it needs: here, the scope.
+  const roles = facts.scope === undefined ? [] : [facts.scope]
+  return Object.keys(SECURITY_SCHEMES).map((scheme) => ({ [scheme]: roles }))
+}
+
+/** True when a request body schema accepts no body (JSON null): the body is then optional. */
+function acceptsNoBody(requestBody: Json): boolean {
+  const content = requestBody.content as Record<string, { schema?: Json }> | undefined
+  const schema = content?.['application/json']?.schema
+  const members = (schema?.anyOf ?? schema?.oneOf ?? []) as Json[]
+  return members.some((member) => member.type === 'null')
+}
+
+const METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'options', 'head', 'trace'])
+
+/**
+ * `transformObject` of @fastify/swagger: completes every operation from the facts of its route.
+ * An operation without an operationId (or without its facts) stops the generation: each must
+ * carry one.
+ */
+export function describeOperations(document: Json, facts: ReadonlyMap<string, OperationFacts>): Json {
+  const paths = document.paths as Record<string, Record<string, Json>>
+  const referenced = new Set<HeaderName>()
+  for (const [path, item] of Object.entries(paths)) {
+    for (const [method, operation] of Object.entries(item)) {
+      if (!METHODS.has(method)) continue
+      const operationId = operation.operationId as string | undefined
+      const known = operationId === undefined ? undefined : facts.get(operationId)
+      if (!known) throw new Error(`${method.toUpperCase()} ${path}: every operation needs an operationId`)
+      const requestBody = operation.requestBody as Json | undefined
+      if (requestBody && acceptsNoBody(requestBody)) requestBody.required = false
+      const responses: Record<string, Json> = {}
+      for (const [status, response] of Object.entries(operation.responses as Record<string, Json>)) {
+        const codes = known.errorCodes.get(status)
+        responses[status] = codes
+          ? errorResponse(codes, known, referenced)
+          : { description: response.description, headers: successHeaders(known, referenced), content: response.content }
+      }
+      const { operationId: _, summary, description, tags, parameters, ...rest } = operation
+      // Rebuilt in reading order: what it is, who may call it, what it takes, what it answers.
+      item[method] = {
+        operationId,
+        summary,
+        description,
+        tags,
+        'x-required-scope': known.scope ?? null,
+        security: securityOf(known),
+        parameters: [...((parameters as Json[] | undefined) ?? []), { $ref: '#/components/parameters/X-Request-Id' }],
+        ...rest,
+        responses,
+      }
+    }
+  }
+  const components = document.components as Json
+  components.headers = Object.fromEntries(
+    (Object.keys(RESPONSE_HEADERS) as HeaderName[])
+      .filter((name) => referenced.has(name))
+      .map((name) => [name, { ...RESPONSE_HEADERS[name], required: true }]),
+  )
+  components.parameters = { 'X-Request-Id': REQUEST_ID_PARAMETER }
+  // A plain copy: objects shared by several operations would otherwise become YAML anchors and aliases.
+  return JSON.parse(JSON.stringify(document))
+}
