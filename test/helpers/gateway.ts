@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import type { InjectOptions } from 'fastify'
 import type { Test } from 'tap'
 import { type App, buildApp } from '../../app.js'
 import { type Config, loadConfig } from '../../config.js'
@@ -10,6 +11,7 @@ import { type MintKeyInput, mintKey } from '../../lib/mint-key.js'
 import { cursorSecretOf } from '../../server.js'
 import { openSqliteStore } from '../../stores/sqlite.js'
 import type { KeyStore, SqlStore, StudioService } from '../../stores/types.js'
+import { contract } from './contract.js'
 
 export const allScopes: Scope[] = ['studio:read', 'stream:read', 'stream:golive']
 
@@ -21,6 +23,11 @@ export interface GatewayOptions {
   /** Replace parts of the store, e.g. a key store that fails. */
   keys?: (store: SqlStore) => KeyStore
   studios?: (store: SqlStore) => StudioService
+  /**
+   * Receives each way an injected response departs from openapi.yaml. By default each one fails
+   * the test: every response a test produces is checked against the published contract.
+   */
+  onContractViolation?: (violation: string) => void
 }
 
 export interface TestGateway {
@@ -60,6 +67,7 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
     dependencyChecks: { [store.dialect]: () => store.ping() },
   })
   await app.ready()
+  checkInjections(app, options.onContractViolation ?? ((violation) => t.fail(`contract: ${violation}`)))
   let closed = false
   const close = async () => {
     if (closed) return
@@ -94,6 +102,21 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
     },
     close,
   }
+}
+
+/**
+ * Wraps `app.inject` so every response is checked against openapi.yaml (the promise form of
+ * inject, the one the tests use).
+ */
+function checkInjections(app: App, report: (violation: string) => void) {
+  const inject = app.inject.bind(app)
+  const checked = async (options: InjectOptions | string) => {
+    const response = await inject(options)
+    const { method = 'GET', url = '/' } = response.raw.req
+    for (const violation of contract().check({ ...response, method, url, body: response.body })) report(violation)
+    return response
+  }
+  app.inject = checked as App['inject']
 }
 
 export const bearer = (secret: string) => ({ authorization: `Bearer ${secret}` })
