@@ -1,0 +1,93 @@
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { type BrowserContext, chromium, type Page } from 'playwright-core'
+import t, { type Test } from 'tap'
+import { startGateway } from './helpers/gateway.js'
+
+/**
+ * The explorer in a real browser: headless Chromium (Debian's `chromium` package) opens /docs on a
+ * listening gateway, pastes a key in "Authorize" and calls getStudio from the page.
+ */
+
+const CHROMIUM = '/usr/bin/chromium'
+// The machine has no network: without these, Chromium waits on background connections.
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+]
+
+/** A browser with a fresh profile (no key remembered from another run), closed at the end. */
+async function openBrowser(t: Test): Promise<BrowserContext> {
+  const profile = await mkdtemp(join(tmpdir(), 'studio-gateway-chromium-'))
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+  })
+  t.teardown(async () => {
+    await context.close()
+    await rm(profile, { recursive: true, force: true })
+  })
+  return context
+}
+
+const operation = '#operations-studios-getStudio'
+
+/** Opens getStudio in the explorer, runs it for `studioId`, and returns the status and body shown. */
+async function runGetStudio(page: Page, studioId: string) {
+  const block = page.locator(operation)
+  if (!(await block.locator('input[placeholder="studioId"]').isVisible()))
+    await block.locator('.opblock-summary').click()
+  await block.locator('input[placeholder="studioId"]').fill(studioId)
+  await block.locator('button.execute').click()
+  const status = block.locator('.live-responses-table .response .response-col_status')
+  await status.first().waitFor()
+  const body = await block.locator('.live-responses-table .response-col_description .microlight').first().innerText()
+  return { status: (await status.first().innerText()).trim(), body: JSON.parse(body) }
+}
+
+t.test(
+  'the explorer at /docs calls the API with a pasted key',
+  { skip: !existsSync(CHROMIUM) && `browser test skipped: ${CHROMIUM} is not installed (apt-get install -y chromium)` },
+  async (t) => {
+    const gw = await startGateway(t)
+    const address = await gw.app.listen({ port: 0, host: '127.0.0.1' })
+    const { secret } = await gw.key()
+    const studioId = await gw.studio('acct_test', 'Main Stage')
+
+    t.test('without a key the call answers the 401 envelope', async (t) => {
+      const page = await (await openBrowser(t)).newPage()
+      await page.goto(`${address}/docs`)
+      await page.locator(operation).waitFor()
+      const { status, body } = await runGetStudio(page, studioId)
+      t.equal(status, '401')
+      t.equal(body.error.code, 'invalid_key')
+      t.match(body.error.requestId, /^req_[0-9a-f]{16}$/)
+    })
+
+    t.test('with a key pasted in Authorize the call answers 200 with the studio', async (t) => {
+      const page = await (await openBrowser(t)).newPage()
+      await page.goto(`${address}/docs`)
+      await page.locator('button.authorize').click()
+      await page.locator('#auth-bearer-value').fill(secret)
+      await page.locator('.auth-container:has(#auth-bearer-value) button[type=submit]').click()
+      await page.locator('button.btn-done').first().click()
+      const { status, body } = await runGetStudio(page, studioId)
+      t.equal(status, '200')
+      t.match(body, { id: studioId, name: 'Main Stage', createdAt: String })
+
+      await page.reload()
+      await page.locator(operation).waitFor()
+      const again = await runGetStudio(page, studioId)
+      t.equal(again.status, '200', 'the key survives a reload (persistAuthorization)')
+    })
+  },
+)
