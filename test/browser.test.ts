@@ -50,8 +50,8 @@ async function runGetStudio(page: Page, studioId: string) {
   await block.locator('button.execute').click()
   const status = block.locator('.live-responses-table .response .response-col_status')
   await status.first().waitFor()
-  const body = await block.locator('.live-responses-table .response-col_description .microlight').first().innerText()
-  return { status: (await status.first().innerText()).trim(), body: JSON.parse(body) }
+  const body = await block.locator('.live-responses-table .response-col_description .microlight').first().textContent()
+  return { status: ((await status.first().textContent()) ?? '').trim(), body: JSON.parse(body ?? 'null') }
 }
 
 t.test(
