@@ -45,8 +45,7 @@ export const NoQuery = Type.Object({}, { additionalProperties: false })
 
 /**
  * One of a fixed set of strings, as `{ type: 'string', enum }`: it reads as one enum in the
- * OpenAPI (a union of literals becomes an `anyOf` of single values), and serializes without trying
- * each branch of a union.
+ * OpenAPI and in generated client types (a union of literals becomes an `anyOf` of single values).
  */
 export const StringEnum = <T extends string>(values: readonly T[], options: SchemaOptions = {}) =>
   Type.Unsafe<T>({ ...options, type: 'string', enum: [...values] })

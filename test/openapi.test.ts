@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { parse } from 'yaml'
-import { GENERATED_FILES } from '../scripts/openapi.js'
+import { GENERATED_FILES, generate, staleFiles } from '../scripts/openapi.js'
 import { startGateway } from './helpers/gateway.js'
 import { repoRoot } from './helpers/process.js'
 
@@ -100,6 +100,10 @@ function runCheck(dir: string) {
   })
   return { code: result.status, output: `${result.stdout}${result.stderr}` }
 }
+
+t.test('the committed openapi.yaml and its types are what the code generates', async (t) => {
+  t.same(await staleFiles(repoRoot, await generate()), [])
+})
 
 t.test('openapi:check fails after a route schema change that was not regenerated', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'studio-gateway-drift-'))
