@@ -35,7 +35,7 @@ export const DOCUMENT_INFO = {
   license: { name: 'Proprietary', identifier: 'LicenseRef-Proprietary' },
   description: [
     'Call the API with an API key (`sk_live_…`) sent as `Authorization: Bearer sk_live_…` or `X-API-Key: sk_live_…`. Each operation names the scope its key needs: `x-required-scope`, and the role of its security requirement.',
-    'Every error, on every path, is one envelope: `{"error": {"code", "message", "requestId", "requiredScope"?}}`. Branch on `error.code`: each error response lists the codes it can carry. Retry only `unavailable`, `bad_gateway` and `internal` (with backoff), and `rate_limited` after `Retry-After`. A path or method not described here answers `404 not_found` in the same envelope.',
+    'Every error, on every path, is one envelope: `{"error": {"code", "message", "requestId", "requiredScope"?}}`. Branch on `error.code`: each error response lists the codes it can carry. Retry only `unavailable`, `bad_gateway` and `internal` (with backoff), and `rate_limited` after `Retry-After`. A path or method not described here answers `404 not_found` in the same envelope (`429 rate_limited` once the client IP has failed too often).',
     'Every response carries `X-Request-Id`; quote it when you ask us to look into a request.',
   ].join('\n\n'),
 }
@@ -175,17 +175,19 @@ function headersOf(required: Set<HeaderName>, optional: Set<HeaderName>, referen
   return headers
 }
 
+// Every answer of an authenticated operation shows the rate-limit budget that applied: the key's,
+// or the client IP's when the request was refused before a key was known.
 function successHeaders(facts: OperationFacts, referenced: Set<HeaderName>): Json {
   const required = new Set<HeaderName>(['X-Request-Id'])
-  if (facts.authenticated) required.add('X-Key-Scopes')
-  return headersOf(required, new Set(facts.authenticated ? RATE_LIMIT_HEADERS : []), referenced)
+  if (facts.authenticated) for (const name of ['X-Key-Scopes', ...RATE_LIMIT_HEADERS] as const) required.add(name)
+  return headersOf(required, new Set(), referenced)
 }
 
 function errorResponse(codes: readonly ErrorCode[], facts: OperationFacts, referenced: Set<HeaderName>): Json {
   const carriedByAll = (name: HeaderName) => codes.every((code) => CODE_HEADERS[code].includes(name))
   const carriedByAny = (name: HeaderName) => codes.some((code) => CODE_HEADERS[code].includes(name))
-  const required = new Set<HeaderName>(['X-Request-Id'])
-  const optional = new Set<HeaderName>(facts.authenticated ? [...RATE_LIMIT_HEADERS, 'X-Key-Scopes'] : [])
+  const required = new Set<HeaderName>(['X-Request-Id', ...(facts.authenticated ? RATE_LIMIT_HEADERS : [])])
+  const optional = new Set<HeaderName>(facts.authenticated ? ['X-Key-Scopes'] : [])
   if (facts.scope !== undefined) required.add('X-Accepted-Scopes')
   for (const name of Object.keys(RESPONSE_HEADERS) as HeaderName[]) {
     if (carriedByAll(name)) required.add(name)

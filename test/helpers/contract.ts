@@ -13,8 +13,9 @@ import { repoRoot } from './process.js'
  * outside the status's enum, a missing required header, a header value of the wrong shape.
  *
  * Requests to paths the document does not describe must answer what its description promises
- * for them: the envelope (`ErrorEnvelope`) with `404 not_found`, or `400 invalid_request` for a
- * path that is not valid percent-encoding (not a URL of any operation). The explorer, the document
+ * for them: the envelope (`ErrorEnvelope`) with `404 not_found`; `400 invalid_request` for a path
+ * that is not valid percent-encoding (not a URL of any operation); `429 rate_limited` once unknown
+ * routes have spent the client IP's failure budget. The explorer, the document
  * and the operators' endpoints, unless the document describes them, are only checked for
  * X-Request-Id.
  */
@@ -137,8 +138,8 @@ export function createContract(document: Json = parse(readFileSync(join(repoRoot
     if (!operation && NOT_THE_API.test(path)) return violations
     if (!operation) {
       const where = `${response.method} ${path} (not described)`
-      const expected = { 404: 'not_found', 400: 'invalid_request' }[response.statusCode]
-      if (!expected) violations.push('only 404 not_found (or 400 invalid_request) may answer it')
+      const expected = { 404: 'not_found', 400: 'invalid_request', 429: 'rate_limited' }[response.statusCode]
+      if (!expected) violations.push('only 404 not_found (400 invalid_request, 429 rate_limited) may answer it')
       else if (withBody) {
         checkBody(response, '/components/schemas/ErrorEnvelope', violations)
         const code = (JSON.parse(response.body || 'null') as { error?: { code?: string } } | null)?.error?.code
