@@ -162,9 +162,14 @@ export function resetPeakRss(pid: number): boolean {
 }
 
 /** The process's peak RSS (VmHWM) in MB; NaN when /proc cannot tell. */
-export function peakRssMb(pid: number): number {
+export const peakRssMb = (pid: number) => statusFieldMb(pid, 'VmHWM')
+
+/** The process's current RSS (VmRSS) in MB; NaN when /proc cannot tell. */
+export const rssMb = (pid: number) => statusFieldMb(pid, 'VmRSS')
+
+function statusFieldMb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   try {
-    const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return match ? Number(match[1]) / 1024 : Number.NaN
   } catch {
     return Number.NaN

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os'
 import { join, relative } from 'node:path'
@@ -13,6 +13,7 @@ import {
   peakRssMb,
   repoRoot,
   resetPeakRss,
+  rssMb,
   type Server,
   startLoadGenerator,
   startServer,
@@ -48,6 +49,9 @@ const USAGE = `Usage: npm run bench [-- options]      (npm run bench:profile for
   --profile         profile the gateway, then the bare server (--cpu-prof) under load instead (default scenarios: get-warn,get-info)
   --no-write        print the tables but leave bench/RESULTS.md alone
   --results FILE    where to write the results (default bench/RESULTS.md)
+  --gateway-node-args="FLAGS"
+                    extra node flags for the gateway only, to try a runtime setting
+                    (e.g. --gateway-node-args=--max-semi-space-size=4); recorded in the results
 `
 
 interface Settings {
@@ -59,6 +63,7 @@ interface Settings {
   readonly profile: boolean
   readonly write: boolean
   readonly resultsFile: string
+  readonly gatewayNodeArgs: readonly string[]
 }
 
 function parseSettings(argv: string[]): Settings {
@@ -73,6 +78,7 @@ function parseSettings(argv: string[]): Settings {
       profile: { type: 'boolean', default: false },
       'no-write': { type: 'boolean', default: false },
       results: { type: 'string' },
+      'gateway-node-args': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -104,6 +110,7 @@ function parseSettings(argv: string[]): Settings {
     profile,
     write: !(values['no-write'] ?? false),
     resultsFile: values.results ?? join(repoRoot, 'bench', 'RESULTS.md'),
+    gatewayNodeArgs: (values['gateway-node-args'] ?? '').split(/\s+/).filter((a) => a !== ''),
   }
 }
 
@@ -124,10 +131,15 @@ function gatewayEnv(scenario: Scenario, dataDir: string): Record<string, string>
   }
 }
 
-async function startGateway(scenario: Scenario, dataDir: string, nodeArgs: string[] = []): Promise<Server> {
+async function startGateway(
+  scenario: Scenario,
+  dataDir: string,
+  settings: Settings,
+  nodeArgs: string[] = [],
+): Promise<Server> {
   return startServer({
     name: 'gateway',
-    args: [...nodeArgs, 'bin/studio-gateway.js', 'serve'],
+    args: [...settings.gatewayNodeArgs, ...nodeArgs, 'bin/studio-gateway.js', 'serve'],
     env: gatewayEnv(scenario, dataDir),
     port: await freePort(),
   })
@@ -218,7 +230,7 @@ class ScenarioRunner {
     say(`${scenario.name}: ${scenario.title}`)
     const servers: Server[] = []
     try {
-      const gateway = await startGateway(scenario, this.dataDir)
+      const gateway = await startGateway(scenario, this.dataDir, this.settings)
       servers.push(gateway)
       const answer = await this.preflight(gateway, scenario, notes)
       const bare = await startBare(scenario, answer)
@@ -228,7 +240,10 @@ class ScenarioRunner {
       if (bareAnswer.status !== answer.status || (answer.status === 200 && bareAnswer.body !== answer.body)) {
         throw new Error(`${scenario.name}: the bare server does not answer like the gateway`)
       }
-      notes.push(`Body: ${Buffer.byteLength(answer.body)} bytes, status ${answer.status}.`)
+      notes.push(
+        `Body: ${Buffer.byteLength(answer.body)} bytes, status ${answer.status}. RSS after start, before any load: ` +
+          `gateway ${fmt(rssMb(gateway.pid), 1)} MB, bare ${fmt(rssMb(bare.pid), 1)} MB.`,
+      )
 
       await this.warmUp(gateway, scenario)
       await this.warmUp(bare, scenario)
@@ -275,7 +290,7 @@ class ScenarioRunner {
     say(`${scenario.name}: profiling (${scenario.title})`)
     let answer: Probe | undefined
     const gateway = await this.profileOne(scenario, profilesDir, 'gateway', async (nodeArgs) => {
-      const server = await startGateway(scenario, this.dataDir, nodeArgs)
+      const server = await startGateway(scenario, this.dataDir, this.settings, nodeArgs)
       answer = await this.preflight(server, scenario, []).catch(async (error: unknown) => {
         await server.stop()
         throw error
@@ -384,6 +399,8 @@ async function main() {
   }
   const loadAtStart = loads()
   const dataDir = await mkdtemp(join(tmpdir(), 'studio-gateway-bench-'))
+  // Also on Ctrl-C, which exits without reaching the finally below.
+  process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }))
   const load = startLoadGenerator()
   try {
     const seed = await seedStore(dataDir)
@@ -411,6 +428,7 @@ async function main() {
     for (const result of results) {
       if (result.skipped !== undefined) continue
       process.stdout.write(`\n### ${result.name}\n\n${roundsTable(result)}\n`)
+      for (const note of result.notes) process.stdout.write(`- ${note}\n`)
       if (mediansOf(result).unexpected > 0) process.stdout.write('(unexpected answers: this scenario is not valid)\n')
     }
 
@@ -435,6 +453,9 @@ async function main() {
             'the same request (bench/bare-server.js).',
           'RSS peak: VmHWM of the server process during the round (/proc/PID/status, reset with clear_refs at the start of each round).',
           `REDIS_URL: ${process.env.REDIS_URL ? 'set' : 'not set'}.`,
+          ...(settings.gatewayNodeArgs.length > 0
+            ? [`Extra node flags for the gateway: \`${settings.gatewayNodeArgs.join(' ')}\`.`]
+            : []),
           'Servers, load generator and harness all share the same cores.',
         ],
         notes: [],
