@@ -1,9 +1,11 @@
 import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, loadavg, release, tmpdir, totalmem, type } from 'node:os'
 import { join, relative } from 'node:path'
 import { parseArgs } from 'node:util'
+import { Redis } from 'ioredis'
 import type { LoadResult } from './load-worker.js'
 import {
   freePort,
@@ -116,6 +118,27 @@ function parseSettings(argv: string[]): Settings {
 
 const say = (line: string) => process.stderr.write(`${line}\n`)
 
+/** The run's own Redis key prefix: the shared Redis serves others too (its keys are dropped at the end). */
+const REDIS_KEY_PREFIX = `studio-gateway-bench-${randomBytes(6).toString('hex')}:`
+
+/** Deletes the keys this run wrote under its prefix (they would also expire with their window). */
+async function dropRedisKeys(url: string): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${REDIS_KEY_PREFIX}*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length > 0) await redis.del(...keys)
+    } while (cursor !== '0')
+  } catch (error) {
+    say(`  warning: could not delete this run's Redis keys (${REDIS_KEY_PREFIX}*): ${String(error)}`)
+  } finally {
+    redis.disconnect()
+  }
+}
+
 /** What every gateway of the run gets; the scenario adds LOG_LEVEL and, for Redis, REDIS_URL. */
 function gatewayEnv(scenario: Scenario, dataDir: string): Record<string, string> {
   return {
@@ -127,7 +150,9 @@ function gatewayEnv(scenario: Scenario, dataDir: string): Record<string, string>
     RATE_LIMIT_MAX: '1000000000',
     RATE_LIMIT_UNAUTH_MAX: '1000000000',
     RATE_LIMIT_WINDOW: '1m',
-    ...(scenario.redis && process.env.REDIS_URL ? { REDIS_URL: process.env.REDIS_URL } : {}),
+    ...(scenario.redis && process.env.REDIS_URL
+      ? { REDIS_URL: process.env.REDIS_URL, REDIS_KEY_PREFIX: REDIS_KEY_PREFIX }
+      : {}),
   }
 }
 
@@ -275,6 +300,7 @@ class ScenarioRunner {
       return { ...base, rounds, notes }
     } finally {
       for (const server of servers.reverse()) await server.stop()
+      if (scenario.redis && process.env.REDIS_URL) await dropRedisKeys(process.env.REDIS_URL)
     }
   }
 
@@ -289,14 +315,19 @@ class ScenarioRunner {
     }
     say(`${scenario.name}: profiling (${scenario.title})`)
     let answer: Probe | undefined
-    const gateway = await this.profileOne(scenario, profilesDir, 'gateway', async (nodeArgs) => {
-      const server = await startGateway(scenario, this.dataDir, this.settings, nodeArgs)
-      answer = await this.preflight(server, scenario, []).catch(async (error: unknown) => {
-        await server.stop()
-        throw error
+    let gateway: ProfileSummary
+    try {
+      gateway = await this.profileOne(scenario, profilesDir, 'gateway', async (nodeArgs) => {
+        const server = await startGateway(scenario, this.dataDir, this.settings, nodeArgs)
+        answer = await this.preflight(server, scenario, []).catch(async (error: unknown) => {
+          await server.stop()
+          throw error
+        })
+        return server
       })
-      return server
-    })
+    } finally {
+      if (scenario.redis && process.env.REDIS_URL) await dropRedisKeys(process.env.REDIS_URL)
+    }
     const bare = await this.profileOne(scenario, profilesDir, 'bare', (nodeArgs) =>
       startBare(scenario, answer as Probe, nodeArgs),
     )
@@ -452,7 +483,9 @@ async function main() {
           `Bare: Fastify ${packageVersion('fastify')}, logger off, one route answering the body the gateway gave for ` +
             'the same request (bench/bare-server.js).',
           'RSS peak: VmHWM of the server process during the round (/proc/PID/status, reset with clear_refs at the start of each round).',
-          `REDIS_URL: ${process.env.REDIS_URL ? 'set' : 'not set'}.`,
+          process.env.REDIS_URL
+            ? `REDIS_URL: set (the redis scenario only), REDIS_KEY_PREFIX ${REDIS_KEY_PREFIX}, its keys deleted afterwards.`
+            : 'REDIS_URL: not set.',
           ...(settings.gatewayNodeArgs.length > 0
             ? [`Extra node flags for the gateway: \`${settings.gatewayNodeArgs.join(' ')}\`.`]
             : []),
