@@ -7,14 +7,19 @@ import type { Config } from './config.js'
 import { type CursorCodec, createCursorCodec } from './lib/cursor.js'
 import { createDependencyRegistry, type DependencyRegistry } from './lib/dependencies.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
+import { createMetrics, type Metrics } from './lib/metrics.js'
 import accessLog from './plugins/access-log.js'
 import auth from './plugins/auth.js'
 import errors, { BODY_LIMIT, createClientErrorHandler, sendError, toApiError } from './plugins/errors.js'
+import loadShedding from './plugins/load-shedding.js'
+import metricsPlugin from './plugins/metrics.js'
 import openapi from './plugins/openapi.js'
 import rateLimits from './plugins/rate-limit.js'
 import requestId, { genReqId } from './plugins/request-id.js'
 import scopes from './plugins/scopes.js'
 import writeGate from './plugins/write-gate.js'
+import healthRoutes from './routes/health.js'
+import metricsRoutes from './routes/metrics.js'
 import v1Routes from './routes/v1/index.js'
 import { sharedSchemas } from './schemas/index.js'
 import type { KeyStore, StudioService } from './stores/types.js'
@@ -27,6 +32,8 @@ declare module 'fastify' {
     readonly config: Config
     /** External dependencies and their checks (readiness, operators). */
     readonly dependencies: DependencyRegistry
+    /** Prometheus metrics: named counters other plugins call, and the registry behind /metrics. */
+    readonly metrics: Metrics
   }
 }
 
@@ -81,6 +88,12 @@ function trustHops(hops: number) {
 export async function buildApp(options: AppOptions) {
   const { config } = options
   const logger = createLogger(config.logLevel, options.logStream)
+  const keyVerifier = createKeyVerifier({
+    keys: options.keys,
+    ttlMs: config.keyCacheTtlMs,
+    onTouchError: (error) => app.log.warn({ err: error }, 'could not record a key use'),
+  })
+  const metrics = createMetrics({ keyCache: keyVerifier.stats })
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     genReqId,
@@ -88,7 +101,7 @@ export async function buildApp(options: AppOptions) {
     // Fastify's two lines per request are replaced by one access-log line (plugins/access-log.ts).
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     bodyLimit: BODY_LIMIT,
-    clientErrorHandler: createClientErrorHandler(logger),
+    clientErrorHandler: createClientErrorHandler(logger, metrics.errorSent),
     // Refused before routing (a bad URL, an id too long to route): no key was checked, so the
     // answer shows the client IP's budget.
     frameworkErrors: (error, request, reply) => {
@@ -97,7 +110,9 @@ export async function buildApp(options: AppOptions) {
         (limited: Error) => sendError(request, reply, toApiError(limited)),
       )
     },
-    return503OnClosing: true,
+    // While closing, requests already on an open connection are served (with Connection: close),
+    // not refused with Fastify's own 503 body: in-flight work finishes, new connections are refused.
+    return503OnClosing: false,
     // A hop count is given to Fastify as a function: its types only take booleans and addresses.
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // Long ids still reach the route (and its 404), rather than failing to match it.
@@ -110,27 +125,29 @@ export async function buildApp(options: AppOptions) {
   )
   for (const schema of sharedSchemas) app.addSchema(schema)
 
-  const keyVerifier = createKeyVerifier({
-    keys: options.keys,
-    ttlMs: config.keyCacheTtlMs,
-    onTouchError: (error) => app.log.warn({ err: error }, 'could not record a key use'),
-  })
   app.decorate('config', config)
   app.decorate('studios', options.studios)
   app.decorate('cursors', createCursorCodec(options.cursorSecret))
   app.decorate('keyVerifier', keyVerifier)
-  const dependencies = createDependencyRegistry()
+  app.decorate('metrics', metrics)
+  const dependencies = createDependencyRegistry({ onResult: metrics.dependencyChecked })
   for (const [name, check] of Object.entries(options.dependencyChecks ?? {})) dependencies.register(name, check)
   app.decorate('dependencies', dependencies)
   app.decorateRequest('apiKey', null)
 
+  await app.register(metricsPlugin)
   await app.register(requestId)
   await app.register(rateLimits, { config })
   await app.register(errors, { onUnknownRoute: app.rateLimiter.unknownRoute })
   await app.register(accessLog)
+  await app.register(loadShedding, { thresholds: config.shedding })
   // After the hooks every answer needs (the explorer's pages carry X-Request-Id too), before the
   // routes it describes.
   await app.register(openapi)
+
+  // Operators' endpoints: outside /v1, so no key and no per-key rate limit.
+  await app.register(healthRoutes)
+  await app.register(metricsRoutes)
 
   await app.register(
     async function v1(scope) {

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net'
+import { getHeapStatistics } from 'node:v8'
 import { parseDuration, parseDurationOrZero } from './lib/duration.js'
 
 /**
@@ -32,6 +33,16 @@ export interface Config {
   readonly keyCacheTtlMs: number
   /** NODE_ENV=production: no demo seed. */
   readonly production: boolean
+  /** Bearer token that /metrics requires; open when undefined. */
+  readonly metricsToken: string | undefined
+  /** How long in-flight requests get to finish after SIGTERM / SIGINT before the process exits anyway. */
+  readonly shutdownTimeoutMs: number
+  /** Load shedding (`@fastify/under-pressure`): past any threshold, 503 unavailable. 0 turns a check off. */
+  readonly shedding: {
+    readonly maxEventLoopDelayMs: number
+    readonly maxHeapUsedBytes: number
+    readonly maxRssBytes: number
+  }
 }
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -43,6 +54,11 @@ export class ConfigError extends Error {
     this.name = 'ConfigError'
   }
 }
+
+const MIB = 1024 * 1024
+
+/** A bearer token: 16–512 characters of the RFC 6750 token alphabet. */
+const METRICS_TOKEN_SHAPE = /^[A-Za-z0-9._~+/=-]{16,512}$/
 
 export const configDefaults = {
   PORT: '3000',
@@ -56,6 +72,12 @@ export const configDefaults = {
   WRITES_ENABLED: 'false',
   LOG_LEVEL: 'info',
   KEY_CACHE_TTL: '30s',
+  SHUTDOWN_TIMEOUT: '10s',
+  SHED_MAX_EVENT_LOOP_DELAY: '500ms',
+  // 90 % of V8's heap limit (which --max-old-space-size sets): past it the process is close to
+  // dying of an out-of-memory error, and refusing work gives the garbage collector a chance.
+  SHED_MAX_HEAP_USED_MB: String(Math.floor((getHeapStatistics().heap_size_limit * 0.9) / MIB)),
+  SHED_MAX_RSS_MB: '0',
 } as const
 
 type Env = Record<string, string | undefined>
@@ -121,6 +143,19 @@ export function loadConfig(env: Env = process.env): Config {
     )
   }
 
+  const shutdownTimeoutMs = parseDuration(withDefault('SHUTDOWN_TIMEOUT'))
+  if (shutdownTimeoutMs === undefined) problems.push('SHUTDOWN_TIMEOUT must be a duration such as 10s or 1m')
+
+  const maxEventLoopDelayMs = parseDurationOrZero(withDefault('SHED_MAX_EVENT_LOOP_DELAY'))
+  if (maxEventLoopDelayMs === undefined) {
+    problems.push('SHED_MAX_EVENT_LOOP_DELAY must be a duration such as 500ms or 1s (0 turns the check off)')
+  }
+
+  const metricsToken = read('METRICS_TOKEN')
+  if (metricsToken !== undefined && !METRICS_TOKEN_SHAPE.test(metricsToken)) {
+    problems.push('METRICS_TOKEN must be 16 to 512 characters of A-Z a-z 0-9 . _ ~ + / = -')
+  }
+
   const logLevel = withDefault('LOG_LEVEL').toLowerCase() as LogLevel
   if (!logLevels.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${logLevels.join(', ')}`)
 
@@ -142,6 +177,13 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel,
     keyCacheTtlMs: ttlMs ?? 0,
     production: read('NODE_ENV') === 'production',
+    metricsToken: metricsToken !== undefined && METRICS_TOKEN_SHAPE.test(metricsToken) ? metricsToken : undefined,
+    shutdownTimeoutMs: shutdownTimeoutMs ?? 10_000,
+    shedding: {
+      maxEventLoopDelayMs: maxEventLoopDelayMs ?? 0,
+      maxHeapUsedBytes: integer('SHED_MAX_HEAP_USED_MB', 0, 1_048_576) * MIB,
+      maxRssBytes: integer('SHED_MAX_RSS_MB', 0, 1_048_576) * MIB,
+    },
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return config

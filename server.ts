@@ -7,8 +7,8 @@ import { DEMO_ACCOUNT, DEMO_STUDIOS, seedDemo } from './lib/demo-seed.js'
 import { openStore } from './stores/index.js'
 import type { SqlStore } from './stores/types.js'
 
-/** How long in-flight requests get to finish after SIGTERM / SIGINT before the process exits anyway. */
-export const SHUTDOWN_GRACE_MS = 10_000
+/** How often idle keep-alive connections are closed while shutting down. */
+const IDLE_SWEEP_INTERVAL_MS = 50
 
 /** The secret that signs pagination cursors: kept in the store so every instance on it agrees. */
 export async function cursorSecretOf(store: SqlStore): Promise<Buffer> {
@@ -28,16 +28,49 @@ export async function serve(config: Config, out: NodeJS.WritableStream = process
     dependencyChecks: { [store.dialect]: () => store.ping() },
   })
   app.addHook('onClose', async () => store.close())
-
-  closeWithGrace({ delay: SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
-    if (err) app.log.error({ err }, 'shutting down after an unexpected error')
-    else app.log.info({ signal }, 'shutting down: finishing in-flight requests')
-    await app.close()
-  })
-
-  const address = await app.listen({ port: config.port, host: config.host })
+  const address = await listenGracefully(app, config)
   if (demoSecret !== undefined) out.write(demoBanner(address, demoSecret))
   return app
+}
+
+/**
+ * Listens, then shuts down gracefully on SIGTERM / SIGINT (close-with-grace): the server stops
+ * accepting connections, requests in flight finish (at most `SHUTDOWN_TIMEOUT`, else exit 1),
+ * the app's onClose hooks close the stores and Redis, and the process exits 0. A second signal
+ * exits at once with 1. An uncaught error shuts down the same way, then exits 1.
+ */
+export async function listenGracefully(app: FastifyInstance, config: Config): Promise<string> {
+  let address: string
+  try {
+    address = await app.listen({ port: config.port, host: config.host })
+  } catch (error) {
+    await app.close()
+    throw error
+  }
+  closeWithGrace(
+    {
+      delay: config.shutdownTimeoutMs,
+      logger: { error: (message: unknown) => app.log.error(message) },
+      onSecondSignal: (signal) => app.log.error({ signal }, 'second signal: exiting at once'),
+      onTimeout: (timeoutMs) =>
+        app.log.error({ timeoutMs }, 'requests still in flight after SHUTDOWN_TIMEOUT: exiting anyway'),
+    },
+    async ({ signal, err }) => {
+      if (err) app.log.error({ err }, 'shutting down after an unexpected error')
+      else app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests')
+      // Node closes idle keep-alive connections once, when closing starts; one that goes idle
+      // after its in-flight request would hold the close for the whole keep-alive timeout
+      // (fastify/fastify#7044). Sweep them until the close is done.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_INTERVAL_MS)
+      try {
+        await app.close()
+      } finally {
+        clearInterval(sweep)
+      }
+      app.log.info('shut down cleanly')
+    },
+  )
+  return address
 }
 
 function demoBanner(address: string, secret: string): string {

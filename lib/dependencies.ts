@@ -11,7 +11,12 @@ export interface DependencyStatus {
   readonly latencyMs: number
 }
 
-export function createDependencyRegistry() {
+export interface DependencyRegistryOptions {
+  /** Told the outcome of every check (metrics count failures and keep the last state). */
+  readonly onResult?: (status: DependencyStatus) => void
+}
+
+export function createDependencyRegistry(options: DependencyRegistryOptions = {}) {
   const checks = new Map<string, () => Promise<void>>()
 
   return {
@@ -24,8 +29,8 @@ export function createDependencyRegistry() {
 
     /** Runs every check concurrently; each is bounded by `timeoutMs`. */
     async checkAll(timeoutMs = 1000): Promise<DependencyStatus[]> {
-      return Promise.all(
-        [...checks].map(async ([name, check]) => {
+      const statuses = await Promise.all(
+        [...checks].map(async ([name, check]): Promise<DependencyStatus> => {
           const started = performance.now()
           let timer: NodeJS.Timeout | undefined
           try {
@@ -44,6 +49,8 @@ export function createDependencyRegistry() {
           }
         }),
       )
+      for (const status of statuses) options.onResult?.(status)
+      return statuses
     },
   }
 }

@@ -10,7 +10,7 @@ import type {
 import fp from 'fastify-plugin'
 import secureJson from 'secure-json-parse'
 import { redactKeys } from '../lib/api-keys.js'
-import { ApiError, INTERNAL_MESSAGE, invalidRequest, notFound } from '../lib/errors.js'
+import { ApiError, type ErrorCode, INTERNAL_MESSAGE, invalidRequest, notFound } from '../lib/errors.js'
 import { newRequestId } from '../lib/ids.js'
 
 export const BODY_LIMIT = 64 * 1024
@@ -51,15 +51,24 @@ export default fp<ErrorsOptions>(
   { name: 'errors' },
 )
 
-export function sendError(request: FastifyRequest, reply: FastifyReply, error: ApiError) {
+/**
+ * Sends `error` as the envelope. `beside` adds members next to `error` (never inside it, whose
+ * shape is the contract), for an endpoint with more to say, like /readyz's per-dependency detail.
+ */
+export function sendError(request: FastifyRequest, reply: FastifyReply, error: ApiError, beside?: object) {
+  request.server.metrics.errorSent(error.code)
   reply.code(error.statusCode)
   // Also set by the request-id hook; repeated here for errors raised before hooks run (a bad URL).
   reply.header('x-request-id', request.id)
   reply.header('x-content-type-options', 'nosniff')
+  // An error is about this request at this moment: no cache may keep it (a 404 would otherwise
+  // be cacheable by default, RFC 9111), whether or not the auth hook ran before it.
+  reply.header('cache-control', 'no-store')
   if (error.headers) reply.headers(error.headers)
   const scope = request.routeOptions.config?.scope
   if (scope !== undefined) reply.header('x-accepted-scopes', scope)
-  return reply.send(envelope(error, request.id))
+  const body = envelope(error, request.id)
+  return reply.send(beside === undefined ? body : { ...body, ...beside })
 }
 
 export function envelope(error: ApiError, requestId: string) {
@@ -169,7 +178,7 @@ function describePath(url: string): string {
  * headers over the size limit, a broken request line, a request that never finishes) never reach
  * a route. They still get the envelope, with a generated request id.
  */
-export function createClientErrorHandler(log: FastifyBaseLogger) {
+export function createClientErrorHandler(log: FastifyBaseLogger, onError?: (code: ErrorCode) => void) {
   return function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket) {
     if (error.code === 'ECONNRESET' || socket.destroyed) return
     const requestId = newRequestId()
@@ -185,8 +194,9 @@ export function createClientErrorHandler(log: FastifyBaseLogger) {
       socket.destroy()
       return
     }
+    onError?.('invalid_request')
     socket.end(
-      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
     )
   }
 }

@@ -1,4 +1,5 @@
 import { ErrorCodeName, ErrorEnvelope } from './errors.js'
+import { Health, NotReady, Readiness } from './ops.js'
 import { ApiKeyInfo, ScopeName, Session, SessionList, Stream, Studio, StudioList } from './resources.js'
 
 /** Schemas with an `$id`, registered once at the root so every route and the OpenAPI share them. */
@@ -12,4 +13,7 @@ export const sharedSchemas = [
   StudioList,
   SessionList,
   ApiKeyInfo,
+  Health,
+  Readiness,
+  NotReady,
 ]

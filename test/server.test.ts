@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from 'node:fs/promises'
+import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -57,4 +58,17 @@ t.test('serve: a bad configuration stops the start with a message naming the var
   const { code } = await server.exited
   t.equal(code, 1)
   t.match(server.stderr(), /PORT must be a whole number/)
+})
+
+t.test('serve: a port already in use stops the start with exit 1, not a clean exit', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'studio-gateway-port-'))
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }))
+  const blocker = createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => blocker.close())
+  const { port } = blocker.address() as AddressInfo
+  const server = spawnCli(['serve'], { DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'warn' })
+  t.teardown(() => server.child.kill('SIGKILL'))
+  t.equal((await server.exited).code, 1)
+  t.match(server.stderr(), /EADDRINUSE/)
 })

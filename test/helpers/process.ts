@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 export const repoRoot = fileURLToPath(new URL('../..', import.meta.url))
-const entry = fileURLToPath(new URL('./cli-entry.ts', import.meta.url))
+const cliEntry = fileURLToPath(new URL('./cli-entry.ts', import.meta.url))
 
 export interface RunningCli {
   child: ChildProcess
@@ -15,6 +15,11 @@ export interface RunningCli {
 
 /** Spawns the command line (from source, through tsx) as a real child process. */
 export function spawnCli(args: string[], env: Record<string, string>): RunningCli {
+  return spawnEntry(cliEntry, args, env)
+}
+
+/** Spawns a TypeScript entry file (through tsx) as a real child process. */
+export function spawnEntry(entry: string, args: string[], env: Record<string, string>): RunningCli {
   const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
     cwd: repoRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
