@@ -17,6 +17,9 @@ t.test('defaults', async (t) => {
     logLevel: 'info',
     keyCacheTtlMs: 30_000,
     production: false,
+    metricsToken: undefined,
+    shutdownTimeoutMs: 10_000,
+    shedding: { maxEventLoopDelayMs: 500, maxRssBytes: 0 },
   })
 })
 
@@ -43,6 +46,20 @@ t.test('values are read and converted', async (t) => {
     databaseUrl: undefined,
   })
   t.equal(loadConfig({ RATE_LIMIT_WINDOW: '60s' }).rateLimit.windowMs, 60_000)
+  t.match(
+    loadConfig({
+      METRICS_TOKEN: 'a-long-enough-metrics-token',
+      SHUTDOWN_TIMEOUT: '30s',
+      SHED_MAX_EVENT_LOOP_DELAY: '1s',
+      SHED_MAX_HEAP_USED_MB: '512',
+      SHED_MAX_RSS_MB: '1024',
+    }),
+    {
+      metricsToken: 'a-long-enough-metrics-token',
+      shutdownTimeoutMs: 30_000,
+      shedding: { maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 512 * 1024 * 1024, maxRssBytes: 1024 * 1024 * 1024 },
+    },
+  )
 })
 
 t.test('TRUST_PROXY: off, any proxy, a hop count, or addresses and ranges', async (t) => {
@@ -77,6 +94,11 @@ t.test('a bad value stops the start with a message naming the variable', async (
     UPSTREAM_URL: 'ftp://upstream',
     TRUST_PROXY: 'sometimes',
     REDIS_KEY_PREFIX: 'two words',
+    METRICS_TOKEN: 'short',
+    SHUTDOWN_TIMEOUT: '10',
+    SHED_MAX_EVENT_LOOP_DELAY: 'fast',
+    SHED_MAX_HEAP_USED_MB: '-1',
+    SHED_MAX_RSS_MB: '1.5GB',
   }
   for (const [name, value] of Object.entries(bad)) {
     t.throws(() => loadConfig({ [name]: value }), ConfigError, `${name}=${value}`)
@@ -103,5 +125,15 @@ t.test('a URL with a password is never echoed in the message', async (t) => {
   } catch (error) {
     t.match((error as Error).message, /DATABASE_URL/)
     t.notMatch((error as Error).message, /hunter2/)
+  }
+})
+
+t.test('a bad METRICS_TOKEN is never echoed in the message', async (t) => {
+  try {
+    loadConfig({ METRICS_TOKEN: 'has spaces in the secret token' })
+    t.fail('should throw')
+  } catch (error) {
+    t.match((error as Error).message, /METRICS_TOKEN/)
+    t.notMatch((error as Error).message, /secret token/)
   }
 })

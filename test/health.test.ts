@@ -1,0 +1,116 @@
+import t from 'tap'
+import { bearer, errorOf, startGateway } from './helpers/gateway.js'
+import { parseExposition } from './helpers/prometheus.js'
+
+t.test('/healthz: 200 without a key and without touching any dependency', async (t) => {
+  const gw = await startGateway(t)
+  let checks = 0
+  gw.app.dependencies.register('upstream', async () => {
+    checks++
+    throw new Error('down')
+  })
+  for (const headers of [{}, bearer('sk_live_not_a_real_key'), { 'x-api-key': 'garbage' }]) {
+    const res = await gw.app.inject({ url: '/healthz', headers })
+    t.equal(res.statusCode, 200, 'a key, good or bad, changes nothing')
+    t.same(res.json(), { status: 'ok' })
+    t.equal(res.headers['cache-control'], 'no-store')
+  }
+  t.equal((await gw.app.inject({ method: 'HEAD', url: '/healthz' })).statusCode, 200, 'HEAD works too')
+  t.equal(checks, 0, 'a dependency being down does not make the process unhealthy')
+})
+
+t.test('/readyz: 200 with each dependency when all are up', async (t) => {
+  const gw = await startGateway(t)
+  const res = await gw.app.inject({ url: '/readyz' })
+  t.equal(res.statusCode, 200)
+  t.match(res.json(), { status: 'ready', dependencies: { sqlite: { status: 'up', latencyMs: Number } } })
+  t.equal(res.headers['cache-control'], 'no-store')
+})
+
+t.test('/readyz flips to 503 unavailable when a dependency is down, and back when it returns', async (t) => {
+  const gw = await startGateway(t)
+  let upstreamUp = true
+  gw.app.dependencies.register('upstream', async () => {
+    if (!upstreamUp) throw new Error('connect ECONNREFUSED 10.0.0.7:8080')
+  })
+  t.equal((await gw.app.inject({ url: '/readyz' })).statusCode, 200)
+
+  upstreamUp = false
+  for (let probe = 0; probe < 2; probe++) {
+    const res = await gw.app.inject({ url: '/readyz', headers: { 'x-request-id': `probe-${probe}` } })
+    t.equal(res.statusCode, 503)
+    const error = errorOf(t, res)
+    t.equal(error.code, 'unavailable')
+    t.equal(error.message, 'not ready: upstream is down', 'the message names the dependency')
+    t.same(Object.keys(error).sort(), ['code', 'message', 'requestId'], 'the envelope keeps its shape')
+    t.match(res.json().dependencies, { sqlite: { status: 'up' }, upstream: { status: 'down' } })
+    t.match(res.headers['retry-after'], /^\d+$/)
+    t.equal(res.headers['cache-control'], 'no-store')
+    t.notMatch(res.body, /10\.0\.0\.7|ECONNREFUSED/, 'the reason stays in the log: it can name internal hosts')
+  }
+  const downLogs = gw.logs.filter((line) => line.msg === 'dependency is down: not ready')
+  t.equal(downLogs.length, 1, 'an outage is logged once, not on every probe')
+  t.match(downLogs[0], { level: 40, dependency: 'upstream', reason: /ECONNREFUSED/ })
+
+  upstreamUp = true
+  const back = await gw.app.inject({ url: '/readyz' })
+  t.equal(back.statusCode, 200, 'ready again, without a restart')
+  t.match(back.json(), { dependencies: { upstream: { status: 'up' } } })
+  t.ok(gw.logs.some((line) => line.msg === 'dependency is back' && line.dependency === 'upstream'))
+
+  const metrics = parseExposition((await gw.app.inject({ url: '/metrics' })).body)
+  t.equal(metrics.value('studio_gateway_dependency_check_failures_total', { dependency: 'upstream' }), 2)
+  t.equal(metrics.value('studio_gateway_dependency_check_failures_total', { dependency: 'sqlite' }), 0)
+  t.equal(metrics.value('studio_gateway_dependency_up', { dependency: 'upstream' }), 1)
+})
+
+t.test('/readyz names every dependency that is down, and answers in bounded time when one hangs', async (t) => {
+  const gw = await startGateway(t)
+  gw.app.dependencies.register('redis', () => new Promise(() => {}))
+  gw.app.dependencies.register('upstream', async () => {
+    throw new Error('refused')
+  })
+  const started = Date.now()
+  const res = await gw.app.inject({ url: '/readyz' })
+  const elapsed = Date.now() - started
+  t.equal(res.statusCode, 503)
+  t.ok(elapsed < 5000, `a hung check does not hang the probe (${elapsed} ms)`)
+  t.equal(errorOf(t, res).message, 'not ready: redis, upstream are down')
+  t.match(res.json().dependencies, {
+    redis: { status: 'down' },
+    upstream: { status: 'down' },
+    sqlite: { status: 'up' },
+  })
+})
+
+t.test('/readyz: a real dependency failure (the store closed) is 503 naming it', async (t) => {
+  const gw = await startGateway(t)
+  await gw.store.close()
+  const res = await gw.app.inject({ url: '/readyz' })
+  t.equal(res.statusCode, 503)
+  t.equal(errorOf(t, res).message, 'not ready: sqlite is down')
+})
+
+t.test('concurrent probes share one round of checks', async (t) => {
+  const gw = await startGateway(t)
+  let calls = 0
+  gw.app.dependencies.register('upstream', async () => {
+    calls++
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  })
+  const answers = await Promise.all(Array.from({ length: 10 }, () => gw.app.inject({ url: '/readyz' })))
+  t.same(
+    answers.map((res) => res.statusCode),
+    Array(10).fill(200),
+  )
+  t.equal(calls, 1, 'ten probes at once ran the check once')
+  await gw.app.inject({ url: '/readyz' })
+  t.equal(calls, 2, 'a later probe checks again')
+})
+
+t.test('the probes and /metrics stay out of the access log', async (t) => {
+  const gw = await startGateway(t)
+  for (const url of ['/healthz', '/readyz', '/metrics', '/v1/studios']) await gw.app.inject({ url })
+  const logged = gw.logs.filter((line) => line.msg === 'request completed').map((line) => line.route)
+  t.same(logged, ['/v1/studios'])
+})
