@@ -1,7 +1,7 @@
-import { connect } from 'node:net'
 import t from 'tap'
 import { errorCatalog } from '../lib/errors.js'
 import { bearer, errorOf, startGateway } from './helpers/gateway.js'
+import { listenLocally, rawRequest } from './helpers/raw-http.js'
 
 t.test('unknown paths and methods are 404 not_found in the envelope, with or without a key', async (t) => {
   const gw = await startGateway(t)
@@ -71,26 +71,9 @@ t.test('every status code of the catalog matches the spec table', async (t) => {
   })
 })
 
-/** Sends raw bytes to a listening gateway and returns what came back. */
-function rawRequest(port: number, bytes: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1')
-    let answer = ''
-    socket.on('data', (chunk) => {
-      answer += chunk.toString('latin1')
-    })
-    socket.on('end', () => resolve(answer))
-    socket.on('close', () => resolve(answer))
-    socket.on('error', reject)
-    socket.write(bytes, 'latin1')
-  })
-}
-
 t.test('requests the HTTP parser rejects still get the envelope with a generated request id', async (t) => {
   const gw = await startGateway(t)
-  await gw.app.listen({ port: 0, host: '127.0.0.1' })
-  const address = gw.app.server.address()
-  const port = typeof address === 'object' && address ? address.port : 0
+  const port = await listenLocally(gw)
   const cases = {
     'a control byte in a header value': 'GET /v1/key HTTP/1.1\r\nHost: x\r\nX-Api-Key: a\x01b\r\n\r\n',
     'a broken request line': 'GARBAGE\r\n\r\n',
@@ -103,6 +86,8 @@ t.test('requests the HTTP parser rejects still get the envelope with a generated
     const [head, body] = answer.split('\r\n\r\n') as [string, string]
     const id = /\r\nX-Request-Id: (req_[0-9a-f]{16})\r\n/i.exec(head)?.[1]
     t.ok(id, `${label}: a generated X-Request-Id`)
+    t.match(head, /\r\nX-Content-Type-Options: nosniff\r\n/i, `${label}: nosniff`)
+    t.match(head, /\r\nCache-Control: no-store\r\n/i, `${label}: no-store`)
     const parsed = JSON.parse(body)
     t.equal(parsed.error.code, 'invalid_request', label)
     t.equal(parsed.error.requestId, id, `${label}: requestId equals the header`)

@@ -1,9 +1,9 @@
-import { connect } from 'node:net'
 import t, { type Test } from 'tap'
 import { errorCodes } from '../lib/errors.js'
 import { LATENCY_BUCKETS } from '../lib/metrics.js'
 import { bearer, errorOf, startGateway, type TestGateway } from './helpers/gateway.js'
 import { parseExposition } from './helpers/prometheus.js'
+import { listenLocally, rawRequest } from './helpers/raw-http.js'
 
 async function scrape(t: Test, gw: TestGateway, headers: Record<string, string> = {}) {
   const res = await gw.app.inject({ url: '/metrics', headers })
@@ -85,19 +85,10 @@ t.test('error envelopes are counted by code, every code listed from the start', 
 
 t.test("requests Node's HTTP parser rejects are counted as invalid_request", async (t) => {
   const gw = await startGateway(t)
-  await gw.app.listen({ port: 0, host: '127.0.0.1' })
-  const { port } = gw.app.server.address() as { port: number }
-  const answer = await new Promise<string>((resolve, reject) => {
-    let received = ''
-    const socket = connect(port, '127.0.0.1', () =>
-      socket.write('GET /v1/studios HTTP/1.1\r\nHost: x\r\nBad\u0001Header: 1\r\n\r\n'),
-    )
-    socket.on('data', (chunk) => {
-      received += chunk
-    })
-    socket.on('close', () => resolve(received))
-    socket.on('error', reject)
-  })
+  const answer = await rawRequest(
+    await listenLocally(gw),
+    'GET /v1/studios HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n',
+  )
   t.match(answer, /^HTTP\/1\.1 400 /)
   const metrics = await scrape(t, gw)
   t.equal(metrics.value('studio_gateway_errors_total', { code: 'invalid_request' }), 1)
