@@ -6,8 +6,8 @@ import { type ErrorCode, errorCodes } from './errors.js'
  * The gateway's Prometheus metrics. Hot paths (every request, every error) only bump plain
  * numbers in maps; prom-client reads them when /metrics is scraped (its `collect` hook), so a
  * request pays a few map lookups and additions, not prom-client's per-call label hashing.
- * Other plugins count through the named methods below, or register their own prom-client
- * metrics on `registry`.
+ * Plugins that keep their own counters (the key cache, the rate limiter) hand them over and
+ * they are read at scrape time; others register their own prom-client metrics on `registry`.
  */
 
 const PREFIX = 'studio_gateway_'
@@ -19,6 +19,16 @@ export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 export const UNMATCHED_ROUTE = 'unmatched'
 
 export type RateLimiter = 'key' | 'ip'
+
+/** What the rate limiter counts since start (its stats object satisfies this as it is). */
+export interface RateLimitCounts {
+  /** 429 answers by the budget that ran out: a key's, or a client IP's failed authentications. */
+  readonly rejected: Readonly<Record<RateLimiter, number>>
+  /** Counter operations answered by this instance's memory because Redis failed or was too slow. */
+  readonly failOpen: number
+  /** Times Redis became unreachable. */
+  readonly outages: number
+}
 export type ShedReason = 'event_loop_delay' | 'heap_used' | 'rss'
 
 interface RequestSeries {
@@ -140,6 +150,31 @@ function tally<L extends string>(registry: Registry, name: string, help: string,
   }
 }
 
+/**
+ * A counter whose values are numbers kept elsewhere (a plugin's own stats object), read at scrape
+ * time: one value, or one per label value when `label` is given.
+ */
+function counterFrom(
+  registry: Registry,
+  name: string,
+  help: string,
+  read: () => number | Readonly<Record<string, number>>,
+  label?: string,
+) {
+  new Counter({
+    name,
+    help,
+    labelNames: label === undefined ? [] : [label],
+    registers: [registry],
+    collect() {
+      this.reset()
+      const values = read()
+      if (typeof values === 'number') this.inc(values)
+      else for (const [value, count] of Object.entries(values)) this.inc({ [label as string]: value }, count)
+    },
+  })
+}
+
 // Process metrics (CPU, memory, event loop lag, GC) describe the process, not one app: one set per
 // process, however many apps the tests build, each with its own registry for the rest.
 let processRegistry: Registry | undefined
@@ -180,20 +215,18 @@ export function createMetrics(options: MetricsOptions) {
     errorCodes,
   )
 
-  for (const [which, read] of [
-    ['hits', () => options.keyCache.hits],
-    ['misses', () => options.keyCache.misses],
-  ] as const) {
-    new Counter({
-      name: `${PREFIX}key_cache_${which}_total`,
-      help: `API key verifications answered ${which === 'hits' ? 'from' : 'without'} the in-memory cache.`,
-      registers: [registry],
-      collect() {
-        this.reset()
-        this.inc(read())
-      },
-    })
-  }
+  counterFrom(
+    registry,
+    `${PREFIX}key_cache_hits_total`,
+    'API key verifications answered from the in-memory cache.',
+    () => options.keyCache.hits,
+  )
+  counterFrom(
+    registry,
+    `${PREFIX}key_cache_misses_total`,
+    'API key verifications that went to the key store.',
+    () => options.keyCache.misses,
+  )
 
   const dependencyFailed = tally<string>(
     registry,
@@ -208,23 +241,26 @@ export function createMetrics(options: MetricsOptions) {
     registers: [registry],
   })
 
-  const rateLimitRejected = tally<RateLimiter>(
+  let rateLimit: RateLimitCounts = { rejected: { key: 0, ip: 0 }, failOpen: 0, outages: 0 }
+  counterFrom(
     registry,
     `${PREFIX}rate_limit_rejections_total`,
     'Requests refused with 429 rate_limited, by limiter: key (per API key) or ip (failed authentication per client IP).',
+    () => rateLimit.rejected,
     'limiter',
-    ['key', 'ip'],
   )
-  let failOpen = 0
-  new Counter({
-    name: `${PREFIX}rate_limit_fail_open_total`,
-    help: 'Rate-limit decisions taken by the per-instance fallback because the shared counter store (Redis) failed or was too slow.',
-    registers: [registry],
-    collect() {
-      this.reset()
-      this.inc(failOpen)
-    },
-  })
+  counterFrom(
+    registry,
+    `${PREFIX}rate_limit_fail_open_total`,
+    'Rate-limit counter operations answered by the per-instance fallback because the shared store (Redis) failed or was too slow.',
+    () => rateLimit.failOpen,
+  )
+  counterFrom(
+    registry,
+    `${PREFIX}rate_limit_redis_outages_total`,
+    'Times the shared rate-limit store (Redis) became unreachable, so limiting failed open to per-instance counters.',
+    () => rateLimit.outages,
+  )
 
   const shed = tally<ShedReason>(
     registry,
@@ -251,12 +287,9 @@ export function createMetrics(options: MetricsOptions) {
       dependencyUp.set({ dependency: status.name }, status.ok ? 1 : 0)
     },
 
-    /** A request was refused with 429 by a rate limiter. */
-    rateLimitRejected: rateLimitRejected.inc,
-
-    /** A rate-limit decision fell back to the per-instance limiter because the shared store failed. */
-    rateLimitFailedOpen() {
-      failOpen++
+    /** The rate limiter's own counters (it keeps them as plain numbers), read at each scrape. */
+    readRateLimitFrom(counts: RateLimitCounts) {
+      rateLimit = counts
     },
 
     /** A request was refused by load shedding. */

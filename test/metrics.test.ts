@@ -103,20 +103,24 @@ t.test('key cache hits and misses', async (t) => {
   t.equal(metrics.value('studio_gateway_key_cache_hits_total'), 2, 'the next ones come from the cache')
 })
 
-t.test('rate-limit counters: what limiters report through app.metrics is exposed', async (t) => {
+t.test("rate-limit counters: the limiter's own counts, read at each scrape", async (t) => {
   const gw = await startGateway(t)
   const before = await scrape(t, gw)
   t.equal(before.value('studio_gateway_rate_limit_rejections_total', { limiter: 'key' }), 0)
   t.equal(before.value('studio_gateway_rate_limit_rejections_total', { limiter: 'ip' }), 0)
   t.equal(before.value('studio_gateway_rate_limit_fail_open_total'), 0)
-  gw.app.metrics.rateLimitRejected('key')
-  gw.app.metrics.rateLimitRejected('key')
-  gw.app.metrics.rateLimitRejected('ip')
-  gw.app.metrics.rateLimitFailedOpen()
+  t.equal(before.value('studio_gateway_rate_limit_redis_outages_total'), 0)
+  const stats = { rejected: { key: 0, ip: 0 }, failOpen: 0, outages: 0 }
+  gw.app.metrics.readRateLimitFrom(stats)
+  stats.rejected.key += 2
+  stats.rejected.ip += 1
+  stats.failOpen += 7
+  stats.outages += 1
   const after = await scrape(t, gw)
   t.equal(after.value('studio_gateway_rate_limit_rejections_total', { limiter: 'key' }), 2)
   t.equal(after.value('studio_gateway_rate_limit_rejections_total', { limiter: 'ip' }), 1)
-  t.equal(after.value('studio_gateway_rate_limit_fail_open_total'), 1)
+  t.equal(after.value('studio_gateway_rate_limit_fail_open_total'), 7)
+  t.equal(after.value('studio_gateway_rate_limit_redis_outages_total'), 1)
 })
 
 t.test('process metrics come with the gateway metrics', async (t) => {
