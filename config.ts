@@ -39,6 +39,8 @@ export interface Config {
   readonly shutdownTimeoutMs: number
   /** Load shedding (`@fastify/under-pressure`): past any threshold, 503 unavailable. 0 turns a check off. */
   readonly shedding: {
+    /** How often the load is sampled; the event-loop delay is averaged over this window. */
+    readonly sampleIntervalMs: number
     readonly maxEventLoopDelayMs: number
     readonly maxHeapUsedBytes: number
     readonly maxRssBytes: number
@@ -73,6 +75,9 @@ export const configDefaults = {
   LOG_LEVEL: 'info',
   KEY_CACHE_TTL: '30s',
   SHUTDOWN_TIMEOUT: '10s',
+  // A window of several seconds: sustained overload keeps the average delay high, while one stall
+  // (a long GC, a paused VM) is averaged out instead of shedding the healthy second after it.
+  SHED_SAMPLE_INTERVAL: '5s',
   SHED_MAX_EVENT_LOOP_DELAY: '500ms',
   // 90 % of V8's heap limit (which --max-old-space-size sets): past it the process is close to
   // dying of an out-of-memory error, and refusing work gives the garbage collector a chance.
@@ -146,6 +151,11 @@ export function loadConfig(env: Env = process.env): Config {
   const shutdownTimeoutMs = parseDuration(withDefault('SHUTDOWN_TIMEOUT'))
   if (shutdownTimeoutMs === undefined) problems.push('SHUTDOWN_TIMEOUT must be a duration such as 10s or 1m')
 
+  const sampleIntervalMs = parseDuration(withDefault('SHED_SAMPLE_INTERVAL'))
+  if (sampleIntervalMs === undefined || sampleIntervalMs < 10 || sampleIntervalMs > 60_000) {
+    problems.push('SHED_SAMPLE_INTERVAL must be a duration from 10ms to 1m, such as 5s')
+  }
+
   const maxEventLoopDelayMs = parseDurationOrZero(withDefault('SHED_MAX_EVENT_LOOP_DELAY'))
   if (maxEventLoopDelayMs === undefined) {
     problems.push('SHED_MAX_EVENT_LOOP_DELAY must be a duration such as 500ms or 1s (0 turns the check off)')
@@ -180,6 +190,7 @@ export function loadConfig(env: Env = process.env): Config {
     metricsToken: metricsToken !== undefined && METRICS_TOKEN_SHAPE.test(metricsToken) ? metricsToken : undefined,
     shutdownTimeoutMs: shutdownTimeoutMs ?? 10_000,
     shedding: {
+      sampleIntervalMs: sampleIntervalMs ?? 5000,
       maxEventLoopDelayMs: maxEventLoopDelayMs ?? 0,
       maxHeapUsedBytes: integer('SHED_MAX_HEAP_USED_MB', 0, 1_048_576) * MIB,
       maxRssBytes: integer('SHED_MAX_RSS_MB', 0, 1_048_576) * MIB,

@@ -14,7 +14,7 @@ declare module 'fastify' {
   }
 }
 
-/** Seconds a shed client is asked to wait: longer than one sample of the load (1 s), to let it drop. */
+/** Seconds a shed client is asked to wait: about one sample of the load (SHED_SAMPLE_INTERVAL, 5 s by default). */
 export const SHED_RETRY_AFTER_SECONDS = 5
 
 /** How often at most a shedding episode is logged: under overload, a line per request adds to it. */
@@ -34,7 +34,7 @@ export const exemptFromShedding: { pressureHandler: PressureHandler } = { pressu
 
 /**
  * Load shedding: while the event loop lags, or the heap or RSS is past its threshold (sampled
- * every second by `@fastify/under-pressure`), requests are refused at once with 503 unavailable in
+ * every SHED_SAMPLE_INTERVAL by `@fastify/under-pressure`), requests are refused at once with 503 unavailable in
  * the envelope, before any other work (key lookup included). Never the plugin's own body: its
  * pressure handler rejects with our error, which the error handler renders.
  */
@@ -42,6 +42,7 @@ export default fp<{ thresholds: Config['shedding'] }>(
   async function loadShedding(app, { thresholds }) {
     let lastLoggedAt = 0
     await app.register(underPressure, {
+      sampleInterval: thresholds.sampleIntervalMs,
       maxEventLoopDelay: thresholds.maxEventLoopDelayMs,
       maxHeapUsedBytes: thresholds.maxHeapUsedBytes,
       maxRssBytes: thresholds.maxRssBytes,

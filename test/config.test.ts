@@ -19,7 +19,7 @@ t.test('defaults', async (t) => {
     production: false,
     metricsToken: undefined,
     shutdownTimeoutMs: 10_000,
-    shedding: { maxEventLoopDelayMs: 500, maxRssBytes: 0 },
+    shedding: { sampleIntervalMs: 5000, maxEventLoopDelayMs: 500, maxRssBytes: 0 },
   })
 })
 
@@ -51,13 +51,19 @@ t.test('values are read and converted', async (t) => {
       METRICS_TOKEN: 'a-long-enough-metrics-token',
       SHUTDOWN_TIMEOUT: '30s',
       SHED_MAX_EVENT_LOOP_DELAY: '1s',
+      SHED_SAMPLE_INTERVAL: '2s',
       SHED_MAX_HEAP_USED_MB: '512',
       SHED_MAX_RSS_MB: '1024',
     }),
     {
       metricsToken: 'a-long-enough-metrics-token',
       shutdownTimeoutMs: 30_000,
-      shedding: { maxEventLoopDelayMs: 1000, maxHeapUsedBytes: 512 * 1024 * 1024, maxRssBytes: 1024 * 1024 * 1024 },
+      shedding: {
+        sampleIntervalMs: 2000,
+        maxEventLoopDelayMs: 1000,
+        maxHeapUsedBytes: 512 * 1024 * 1024,
+        maxRssBytes: 1024 * 1024 * 1024,
+      },
     },
   )
 })
@@ -97,6 +103,7 @@ t.test('a bad value stops the start with a message naming the variable', async (
     METRICS_TOKEN: 'short',
     SHUTDOWN_TIMEOUT: '10',
     SHED_MAX_EVENT_LOOP_DELAY: 'fast',
+    SHED_SAMPLE_INTERVAL: '5ms',
     SHED_MAX_HEAP_USED_MB: '-1',
     SHED_MAX_RSS_MB: '1.5GB',
   }
