@@ -138,20 +138,21 @@ export async function buildApp(options: AppOptions) {
   await app.register(metricsPlugin)
   await app.register(requestId)
   await app.register(rateLimits, { config })
+  metrics.readRateLimitFrom(app.rateLimitStats)
   await app.register(errors, { onUnknownRoute: app.rateLimiter.unknownRoute })
   await app.register(accessLog)
-  await app.register(loadShedding, { thresholds: config.shedding })
   // After the hooks every answer needs (the explorer's pages carry X-Request-Id too), before the
   // routes it describes.
   await app.register(openapi)
 
-  // Operators' endpoints: outside /v1, so no key and no per-key rate limit.
+  // Operators' endpoints: outside /v1, so no key, no rate limit and no load shedding.
   await app.register(healthRoutes)
   await app.register(metricsRoutes)
 
   await app.register(
     async function v1(scope) {
-      // The order of checks for a /v1 request: key → rate limit → scope → validation → write gate.
+      // The order of checks for a /v1 request: load → key → rate limit → scope → validation → write gate.
+      await scope.register(loadShedding, { thresholds: config.shedding, beforeRefusing: app.rateLimiter.refused })
       await scope.register(auth, { verifier: keyVerifier, onRejected: app.rateLimiter.refused })
       scope.addHook('onRequest', app.rateLimiter.perKey)
       await scope.register(scopes)

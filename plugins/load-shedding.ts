@@ -2,17 +2,8 @@ import underPressure from '@fastify/under-pressure'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
-import { unavailable } from '../lib/errors.js'
+import { type ApiError, unavailable } from '../lib/errors.js'
 import type { ShedReason } from '../lib/metrics.js'
-
-type PressureHandler = (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) => void
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Read by `@fastify/under-pressure`: a route's own answer to pressure (`exemptFromShedding`). */
-    pressureHandler?: PressureHandler
-  }
-}
 
 /** Seconds a shed client is asked to wait: about one sample of the load (SHED_SAMPLE_INTERVAL, 5 s by default). */
 export const SHED_RETRY_AFTER_SECONDS = 5
@@ -26,27 +17,28 @@ const reasons: Record<string, ShedReason> = {
   [underPressure.TYPE_RSS_BYTES]: 'rss',
 }
 
-/**
- * The route config of a route that keeps answering under pressure (the probes and /metrics): a
- * pressure handler that returns nothing lets the request through.
- */
-export const exemptFromShedding: { pressureHandler: PressureHandler } = { pressureHandler: () => undefined }
+export interface LoadSheddingOptions {
+  readonly thresholds: Config['shedding']
+  /** Run before a request is refused (the rate limiter shows the client IP's budget on it). */
+  readonly beforeRefusing?: (request: FastifyRequest, reply: FastifyReply, error: ApiError) => Promise<void>
+}
 
 /**
- * Load shedding: while the event loop lags, or the heap or RSS is past its threshold (sampled
- * every SHED_SAMPLE_INTERVAL by `@fastify/under-pressure`), requests are refused at once with 503 unavailable in
- * the envelope, before any other work (key lookup included). Never the plugin's own body: its
- * pressure handler rejects with our error, which the error handler renders.
+ * Load shedding for the scope it is registered in (the /v1 scope, ahead of the key check): while
+ * the event loop lags, or the heap or RSS is past its threshold (sampled every
+ * SHED_SAMPLE_INTERVAL by `@fastify/under-pressure`), requests are refused at once with 503
+ * unavailable in the envelope, before any other work. Never the plugin's own body: its pressure
+ * handler rejects with our error, which the error handler renders.
  */
-export default fp<{ thresholds: Config['shedding'] }>(
-  async function loadShedding(app, { thresholds }) {
+export default fp<LoadSheddingOptions>(
+  async function loadShedding(app, { thresholds, beforeRefusing }) {
     let lastLoggedAt = 0
     await app.register(underPressure, {
       sampleInterval: thresholds.sampleIntervalMs,
       maxEventLoopDelay: thresholds.maxEventLoopDelayMs,
       maxHeapUsedBytes: thresholds.maxHeapUsedBytes,
       maxRssBytes: thresholds.maxRssBytes,
-      pressureHandler: (request, _reply, type, value) => {
+      pressureHandler: async (request, reply, type, value) => {
         const reason = reasons[type] ?? 'event_loop_delay'
         app.metrics.shed(reason)
         const now = Date.now()
@@ -54,10 +46,10 @@ export default fp<{ thresholds: Config['shedding'] }>(
           lastLoggedAt = now
           request.log.warn({ reason, value }, 'shedding load: refusing requests with 503 unavailable')
         }
+        const error = unavailable('the gateway is overloaded; retry with backoff', SHED_RETRY_AFTER_SECONDS)
+        await beforeRefusing?.(request, reply, error)
         // A rejected promise makes the plugin hand the error to Fastify, hence to our error handler.
-        return Promise.reject(
-          unavailable('the gateway is overloaded; retry with backoff', SHED_RETRY_AFTER_SECONDS),
-        ) as Promise<void>
+        throw error
       },
     })
   },

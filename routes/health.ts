@@ -1,9 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
 import type { DependencyStatus } from '../lib/dependencies.js'
 import { unavailable } from '../lib/errors.js'
 import { sendError } from '../plugins/errors.js'
-import { exemptFromShedding } from '../plugins/load-shedding.js'
 import { errorResponses } from '../schemas/errors.js'
 import { type DependencyStates, Health, NotReady, Readiness } from '../schemas/ops.js'
 
@@ -16,14 +14,12 @@ const NOT_READY_RETRY_AFTER_SECONDS = 5
 const notReady = (message: string) => unavailable(message, NOT_READY_RETRY_AFTER_SECONDS)
 
 /**
- * Route options shared by the operators' endpoints: no key (they are outside the /v1 scope), not
- * rate limited, not shed (probes must not turn overload into an outage, and metrics are how the
- * overload is seen), and quiet in the access log (a probe every few seconds would drown it).
+ * Route options shared by the operators' endpoints. Outside /v1, they need no key and are neither
+ * rate limited nor shed (those apply in the /v1 scope): probes must not turn an overload into an
+ * outage, and metrics are how the overload is seen. Quiet in the access log: a probe every few
+ * seconds would drown it.
  */
-export const opsRouteOptions = {
-  config: { ...exemptFromShedding, rateLimit: false },
-  logLevel: 'warn',
-} as const
+export const opsRouteOptions = { logLevel: 'warn' } as const
 
 /**
  * `/healthz`: liveness. The process runs and its event loop answers; no dependency I/O, so a
@@ -65,9 +61,9 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'getHealth',
         summary: 'Liveness probe',
         description: 'The process is alive. Touches no dependency. No key needed.',
-        tags: ['ops'],
-        security: [],
-        response: { 200: Type.Ref(Health), ...errorResponses(['internal']) },
+        // Operators' endpoints, documented in the README (Operations), not in the public API description.
+        hide: true,
+        response: { 200: Health, ...errorResponses(['internal']) },
       },
     },
     async (_request, reply) => {
@@ -86,13 +82,11 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Checks every dependency (store, Redis, upstream), each within 1 s. 503 `unavailable` when one is ' +
           'down: the message names it and `dependencies` details each. No key needed.',
-        tags: ['ops'],
-        security: [],
+        // Operators' endpoints, documented in the README (Operations), not in the public API description.
+        hide: true,
         response: {
-          200: Type.Ref(Readiness),
-          503: Type.Ref(NotReady, {
-            description: '`unavailable`: a dependency is down.',
-          }),
+          200: Readiness,
+          503: NotReady,
           ...errorResponses(['internal']),
         },
       },

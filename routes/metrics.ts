@@ -40,8 +40,8 @@ const metrics: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Prometheus text format (version 0.0.4). When the gateway runs with METRICS_TOKEN, send it as ' +
           '`Authorization: Bearer <token>`; no API key.',
-        tags: ['ops'],
-        security: [],
+        // Operators' endpoints, documented in the README (Operations), not in the public API description.
+        hide: true,
         response: {
           200: {
             description: 'The metrics, in the Prometheus text exposition format.',

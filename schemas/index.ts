@@ -1,5 +1,4 @@
 import { ErrorCodeName, ErrorEnvelope } from './errors.js'
-import { Health, NotReady, Readiness } from './ops.js'
 import { ApiKeyInfo, ScopeName, Session, SessionList, Stream, Studio, StudioList } from './resources.js'
 
 /** Schemas with an `$id`, registered once at the root so every route and the OpenAPI share them. */
@@ -13,7 +12,4 @@ export const sharedSchemas = [
   StudioList,
   SessionList,
   ApiKeyInfo,
-  Health,
-  Readiness,
-  NotReady,
 ]

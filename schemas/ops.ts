@@ -1,11 +1,15 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { ErrorEnvelope } from './errors.js'
 
-/** The probes' answers. Outside /v1: operators' endpoints, documented under the `ops` tag. */
+/**
+ * The answers of the operators' endpoints. They are not part of the public API description
+ * (the routes are hidden from the OpenAPI document; the README documents them), so these schemas
+ * have no `$id`: they serialize the answers and stay out of the document's components.
+ */
 
 export const Health = Type.Object(
   { status: Type.Literal('ok') },
-  { $id: 'Health', additionalProperties: false, description: 'The process is alive and its event loop answers.' },
+  { additionalProperties: false, description: 'The process is alive and its event loop answers.' },
 )
 
 const DependencyState = Type.Object(
@@ -29,7 +33,7 @@ export type DependencyStates = Record<string, Static<typeof DependencyState>>
 
 export const Readiness = Type.Object(
   { status: Type.Literal('ready'), dependencies: DependencyStates },
-  { $id: 'Readiness', additionalProperties: false, description: 'Every dependency answered its check in time.' },
+  { additionalProperties: false, description: 'Every dependency answered its check in time.' },
 )
 
 /**
@@ -40,7 +44,6 @@ export const Readiness = Type.Object(
 export const NotReady = Type.Object(
   { error: ErrorEnvelope.properties.error, dependencies: DependencyStates },
   {
-    $id: 'NotReady',
     additionalProperties: false,
     description: "The error envelope (`unavailable`) plus each dependency's state.",
   },

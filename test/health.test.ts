@@ -1,6 +1,7 @@
 import t from 'tap'
-import { bearer, errorOf, startGateway } from './helpers/gateway.js'
+import { bearer, errorOf, startGateway, type TestGateway } from './helpers/gateway.js'
 import { parseExposition } from './helpers/prometheus.js'
+import { sharedRedisUrl, spawnRedisServer, uniquePrefix } from './helpers/redis.js'
 
 t.test('/healthz: 200 without a key and without touching any dependency', async (t) => {
   const gw = await startGateway(t)
@@ -114,3 +115,49 @@ t.test('the probes and /metrics stay out of the access log', async (t) => {
   const logged = gw.logs.filter((line) => line.msg === 'request completed').map((line) => line.route)
   t.same(logged, ['/v1/studios'])
 })
+
+/** Probes /readyz until it answers `status`, or fails the test after 10 s. */
+async function readinessBecomes(gw: TestGateway, status: number) {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    const res = await gw.app.inject({ url: '/readyz' })
+    if (res.statusCode === status || Date.now() > deadline) return res
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+if (!sharedRedisUrl) t.comment('Redis readiness suite skipped: REDIS_URL is not set')
+
+t.test(
+  'Redis suite: /readyz follows a real Redis going down and coming back, and the limiter fails open meanwhile',
+  { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
+  async (t) => {
+    // A redis-server of this test's own: the shared one is never stopped.
+    const redis = await spawnRedisServer(t)
+    const gw = await startGateway(t, { env: { REDIS_URL: redis.url, REDIS_KEY_PREFIX: uniquePrefix() } })
+    const { secret } = await gw.key()
+    const up = await gw.app.inject({ url: '/readyz' })
+    t.equal(up.statusCode, 200)
+    t.match(up.json().dependencies, { sqlite: { status: 'up' }, redis: { status: 'up' } })
+
+    await redis.kill()
+    const down = await readinessBecomes(gw, 503)
+    t.equal(down.statusCode, 503, 'not ready while Redis is down')
+    t.equal(errorOf(t, down).message, 'not ready: redis is down')
+    t.match(down.json().dependencies, { sqlite: { status: 'up' }, redis: { status: 'down' } })
+    t.equal(
+      (await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })).statusCode,
+      200,
+      'the API keeps serving: the limiter fails open',
+    )
+    const during = parseExposition((await gw.app.inject({ url: '/metrics' })).body)
+    t.ok((during.value('studio_gateway_rate_limit_fail_open_total') ?? 0) >= 1, 'fail-open is counted')
+    t.ok((during.value('studio_gateway_rate_limit_redis_outages_total') ?? 0) >= 1, 'so is the outage')
+    t.equal(during.value('studio_gateway_dependency_up', { dependency: 'redis' }), 0)
+
+    await redis.start()
+    const back = await readinessBecomes(gw, 200)
+    t.equal(back.statusCode, 200, 'ready again once Redis is back, without a restart')
+    t.match(back.json().dependencies, { redis: { status: 'up' } })
+  },
+)

@@ -41,11 +41,12 @@ t.test('past the heap threshold, requests are shed with the 503 unavailable enve
   t.equal((await gw.app.inject({ url: '/v1/studios' })).statusCode, 503, 'shed before the key is even looked at')
   t.equal((await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })).statusCode, 503)
   t.equal(verifications(), before, 'no key verification was spent on a shed request')
-  t.equal((await gw.app.inject({ url: '/nowhere' })).statusCode, 503, 'unknown paths too')
+  t.match(res.headers['ratelimit-remaining'], /^\d+$/, "it shows the client IP's budget, as other refusals before a key")
 
   for (const url of ['/healthz', '/readyz', '/metrics']) {
-    t.equal((await gw.app.inject({ url })).statusCode, 200, `${url} is exempt`)
+    t.equal((await gw.app.inject({ url })).statusCode, 200, `${url} is not shed`)
   }
+  t.equal((await gw.app.inject({ url: '/nowhere' })).statusCode, 404, 'nor an unknown path: its 404 costs nothing')
   const metrics = parseExposition((await gw.app.inject({ url: '/metrics' })).body)
   t.ok((metrics.value('studio_gateway_shed_requests_total', { reason: 'heap_used' }) ?? 0) >= 3)
   t.equal(metrics.value('studio_gateway_shed_requests_total', { reason: 'rss' }), 0)
@@ -96,7 +97,6 @@ t.test('a single stall of the event loop, averaged over the default 5 s window, 
     }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
-  t.equal(gw.app.memoryUsage().eventLoopDelay < 500, true, 'the averaged delay stays under the threshold')
 })
 
 t.test('the default thresholds: event loop 500 ms over 5 s, heap 90 % of V8 limit, RSS off', async (t) => {

@@ -103,24 +103,25 @@ t.test('key cache hits and misses', async (t) => {
   t.equal(metrics.value('studio_gateway_key_cache_hits_total'), 2, 'the next ones come from the cache')
 })
 
-t.test("rate-limit counters: the limiter's own counts, read at each scrape", async (t) => {
-  const gw = await startGateway(t)
+t.test('rate-limit rejections are counted by limiter: per key, and failed authentication per IP', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '1', RATE_LIMIT_UNAUTH_MAX: '1' } })
   const before = await scrape(t, gw)
   t.equal(before.value('studio_gateway_rate_limit_rejections_total', { limiter: 'key' }), 0)
   t.equal(before.value('studio_gateway_rate_limit_rejections_total', { limiter: 'ip' }), 0)
   t.equal(before.value('studio_gateway_rate_limit_fail_open_total'), 0)
   t.equal(before.value('studio_gateway_rate_limit_redis_outages_total'), 0)
-  const stats = { rejected: { key: 0, ip: 0 }, failOpen: 0, outages: 0 }
-  gw.app.metrics.readRateLimitFrom(stats)
-  stats.rejected.key += 2
-  stats.rejected.ip += 1
-  stats.failOpen += 7
-  stats.outages += 1
+  const { secret } = await gw.key()
+  const statuses = []
+  for (let i = 0; i < 3; i++)
+    statuses.push((await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })).statusCode)
+  for (let i = 0; i < 2; i++)
+    statuses.push((await gw.app.inject({ url: '/v1/key', headers: bearer('sk_live_x') })).statusCode)
+  t.same(statuses, [200, 429, 429, 401, 429])
   const after = await scrape(t, gw)
   t.equal(after.value('studio_gateway_rate_limit_rejections_total', { limiter: 'key' }), 2)
   t.equal(after.value('studio_gateway_rate_limit_rejections_total', { limiter: 'ip' }), 1)
-  t.equal(after.value('studio_gateway_rate_limit_fail_open_total'), 7)
-  t.equal(after.value('studio_gateway_rate_limit_redis_outages_total'), 1)
+  t.equal(after.value('studio_gateway_errors_total', { code: 'rate_limited' }), 3)
+  t.equal(after.value('studio_gateway_rate_limit_fail_open_total'), 0, 'no Redis, nothing to fail open from')
 })
 
 t.test('process metrics come with the gateway metrics', async (t) => {
