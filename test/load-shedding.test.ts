@@ -41,7 +41,11 @@ t.test('past the heap threshold, requests are shed with the 503 unavailable enve
   t.equal((await gw.app.inject({ url: '/v1/studios' })).statusCode, 503, 'shed before the key is even looked at')
   t.equal((await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })).statusCode, 503)
   t.equal(verifications(), before, 'no key verification was spent on a shed request')
-  t.match(res.headers['ratelimit-remaining'], /^\d+$/, "it shows the client IP's budget, as other refusals before a key")
+  t.match(
+    res.headers['ratelimit-remaining'],
+    /^\d+$/,
+    "it shows the client IP's budget, as other refusals before a key",
+  )
 
   for (const url of ['/healthz', '/readyz', '/metrics']) {
     t.equal((await gw.app.inject({ url })).statusCode, 200, `${url} is not shed`)
