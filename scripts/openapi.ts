@@ -13,10 +13,13 @@ import { openSqliteStore } from '../stores/sqlite.js'
  * nothing and fails when a committed file differs from what the code generates.
  */
 
-/** The generated files, relative to the repository root. */
+/**
+ * The generated files, relative to the repository root. The types live in the client package
+ * (`clients/typescript`), which is built from them; the server's own tests import them from there.
+ */
 export const GENERATED_FILES = {
   document: 'openapi.yaml',
-  types: 'schemas/openapi.generated.ts',
+  types: 'clients/typescript/src/openapi.generated.ts',
 } as const
 
 type Generated = Record<keyof typeof GENERATED_FILES, string>

@@ -1,9 +1,9 @@
 import type { InjectOptions } from 'fastify'
 import t from 'tap'
-import type { Scope } from '../lib/api-keys.js'
 import { ApiError, badGateway, type ErrorCode, notFound, writeDisabled } from '../lib/errors.js'
 import type { StudioService } from '../stores/types.js'
 import { contract } from './helpers/contract.js'
+import { failingStudios, keyStoreCorrupt, keyStoreDown } from './helpers/failing-stores.js'
 import { allScopes, bearer, type GatewayOptions, startGateway, type TestGateway } from './helpers/gateway.js'
 
 /**
@@ -15,46 +15,12 @@ import { allScopes, bearer, type GatewayOptions, startGateway, type TestGateway 
 type Json = Record<string, unknown>
 type Operation = ReturnType<typeof contract>['operations'][number]
 
-const failingStudios =
-  (error: () => Error) =>
-  (studios: StudioService): StudioService => {
-    const fail = async () => {
-      throw error()
-    }
-    return {
-      ...studios,
-      listStudios: fail,
-      getStudio: fail,
-      getStream: fail,
-      listSessions: fail,
-      goLive: fail,
-      goOffline: fail,
-    }
-  }
-
 /** The gateways the scenarios need, each built once. */
 const gatewayKinds = {
   writesOn: { env: { WRITES_ENABLED: 'true' } },
   writesOff: {},
-  // Key verification cannot reach its store: 503 unavailable, before anything else.
-  keyStoreDown: {
-    keys: (store) => ({
-      ...store.keys,
-      findByHash: async () => {
-        throw new Error('connect ECONNREFUSED')
-      },
-    }),
-  },
-  // A key record the code does not expect: anything unexpected is 500 internal.
-  keyStoreCorrupt: {
-    keys: (store) => ({
-      ...store.keys,
-      findByHash: async (hash) => {
-        const record = await store.keys.findByHash(hash)
-        return record && { ...record, scopes: null as unknown as Scope[] }
-      },
-    }),
-  },
+  keyStoreDown: { keys: keyStoreDown },
+  keyStoreCorrupt: { keys: keyStoreCorrupt },
   upstreamBroken: {
     env: { WRITES_ENABLED: 'true' },
     studios: (store) => failingStudios(() => badGateway('the studio service answered 502'))(store.studios),

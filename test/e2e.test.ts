@@ -1,6 +1,6 @@
 import createClient, { type Middleware } from 'openapi-fetch'
 import t from 'tap'
-import type { components, paths } from '../schemas/openapi.generated.js'
+import type { components, paths } from '../clients/typescript/src/openapi.generated.js'
 import { contract } from './helpers/contract.js'
 import { startGateway } from './helpers/gateway.js'
 

@@ -1,0 +1,27 @@
+export {
+  type ApiKey,
+  type CallOptions,
+  type ClientEvent,
+  type ClientOptions,
+  type ErrorEnvelope,
+  type GoLiveInput,
+  type ListSessionsQuery,
+  type ListStudiosQuery,
+  type RequestIdContext,
+  type Scope,
+  type Session,
+  type SessionList,
+  type Stream,
+  StudioGatewayClient,
+  type Studio,
+  type StudioList,
+} from './client.js'
+export {
+  type ApiErrorCode,
+  type ClientErrorCode,
+  type OperationId,
+  StudioGatewayError,
+  type StudioGatewayErrorCode,
+} from './errors.js'
+export type { components, operations, paths } from './openapi.generated.js'
+export type { Clock, GiveUpReason, RetryOptions } from './retry.js'
