@@ -185,3 +185,14 @@ export function contract(): Contract {
   shared ??= createContract()
   return shared
 }
+
+/** How a fetch `Response` (of a listening gateway) departs from openapi.yaml; its body stays unread. */
+export async function fetchViolations(method: string, url: string, response: Response): Promise<string[]> {
+  return contract().check({
+    method,
+    url: new URL(url).pathname,
+    statusCode: response.status,
+    headers: Object.fromEntries(response.headers),
+    body: await response.clone().text(),
+  })
+}

@@ -160,7 +160,9 @@ interface Request<Op extends OperationId = OperationId> {
   list?: boolean
 }
 
-type Outcome = { ok: true; value: unknown; status: number; requestId: string | undefined } | { ok: false; error: StudioGatewayError }
+type Outcome =
+  | { ok: true; value: unknown; status: number; requestId: string | undefined }
+  | { ok: false; error: StudioGatewayError }
 
 /**
  * The Studio Gateway /v1 API, one method per operation, with the spec's error handling built in:
@@ -310,13 +312,24 @@ export class StudioGatewayClient {
         idempotencyKey,
       })
 
-      const outcome = await this.#attempt(request, attempt, { url, method: route.method, headers, body }, {
-        signal: options.signal,
-        deadline,
-        requestId,
-      })
+      const outcome = await this.#attempt(
+        request,
+        attempt,
+        { url, method: route.method, headers, body },
+        {
+          signal: options.signal,
+          deadline,
+          requestId,
+        },
+      )
       if (outcome.ok) {
-        this.#emit({ type: 'success', operation, attempts: attempt, status: outcome.status, requestId: outcome.requestId })
+        this.#emit({
+          type: 'success',
+          operation,
+          attempts: attempt,
+          status: outcome.status,
+          requestId: outcome.requestId,
+        })
         return outcome.value as Ok<Op>
       }
       const { error } = outcome
@@ -509,7 +522,8 @@ function checkTimeout(name: string, value: number | undefined): number | undefin
 }
 
 function checkRequestId(id: string): string {
-  if (!REQUEST_ID.test(id)) throw new TypeError('a request id must be 1–128 of [A-Za-z0-9._:-] (the gateway echoes no other)')
+  if (!REQUEST_ID.test(id))
+    throw new TypeError('a request id must be 1–128 of [A-Za-z0-9._:-] (the gateway echoes no other)')
   return id
 }
 

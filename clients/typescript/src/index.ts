@@ -12,8 +12,8 @@ export {
   type Session,
   type SessionList,
   type Stream,
-  StudioGatewayClient,
   type Studio,
+  StudioGatewayClient,
   type StudioList,
 } from './client.js'
 export {

@@ -79,7 +79,8 @@ export function decideRetry(error: StudioGatewayError, context: RetryContext): R
   if (serverFloorMs > context.options.maxRetryAfterMs) return { retry: false, reason: 'retry_after_too_long' }
   // A 429 names the moment its window reopens: waiting exactly that long is the whole policy.
   const rateLimitedWithRetryAfter =
-    (retryPolicyOf as Record<string, string | undefined>)[error.code] === 'retry-after' && error.retryAfter !== undefined
+    (retryPolicyOf as Record<string, string | undefined>)[error.code] === 'retry-after' &&
+    error.retryAfter !== undefined
   const backoffMs = rateLimitedWithRetryAfter ? 0 : fullJitterBackoff(context.attempt, context.options, context.random)
   const delayMs = Math.max(backoffMs, serverFloorMs)
   if (context.deadline !== undefined && context.now + delayMs >= context.deadline) {
