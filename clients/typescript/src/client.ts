@@ -574,9 +574,9 @@ function envelopeOf(value: unknown): ReceivedError | undefined {
 /** Node's fetch rejects with "fetch failed" and the socket error as its cause: name the cause. */
 function describeTransportError(error: unknown): string {
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error
-  if (cause instanceof Error) {
-    const code = (cause as { code?: unknown }).code
-    return typeof code === 'string' && !cause.message.includes(code) ? `${code}: ${cause.message}` : cause.message
-  }
-  return String(cause)
+  if (!(cause instanceof Error)) return String(cause)
+  // An AggregateError (every address of a host refused) has a code and an empty message.
+  const code = (cause as { code?: unknown }).code
+  const parts = [typeof code === 'string' && !cause.message.includes(code) ? code : '', cause.message]
+  return parts.filter((part) => part !== '').join(': ') || cause.name
 }

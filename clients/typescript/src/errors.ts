@@ -93,6 +93,12 @@ export class StudioGatewayError extends Error {
     this.attempts = init.attempts
   }
 
+  /** For structured loggers: an Error's own message is not enumerable, so JSON.stringify would drop it. */
+  toJSON() {
+    const { name, operation, code, status, message, requestId, requiredScope, retryAfter, attempts } = this
+    return { name, operation, code, status, message, requestId, requiredScope, retryAfter, attempts }
+  }
+
   /**
    * True when the spec calls this failure transient: trying again later may succeed. The client
    * already retried it as far as its options allow (a write without an Idempotency-Key: not at all).

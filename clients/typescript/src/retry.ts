@@ -73,6 +73,7 @@ export interface RetryContext {
  */
 export function decideRetry(error: StudioGatewayError, context: RetryContext): RetryDecision {
   if (!error.transient) return { retry: false, reason: 'not_retryable' }
+  if (context.deadline !== undefined && context.now >= context.deadline) return { retry: false, reason: 'deadline' }
   if (!context.repeatable) return { retry: false, reason: 'write_without_idempotency_key' }
   if (context.attempt >= context.options.maxAttempts) return { retry: false, reason: 'attempts_exhausted' }
   const serverFloorMs = error.retryAfter === undefined ? 0 : error.retryAfter * 1000

@@ -67,6 +67,16 @@ t.test('a 4xx is never retried: one attempt, the envelope surfaced', async (t) =
     t.equal(error.message, `scripted ${code}`)
     t.equal(error.requiredScope, requiredScope)
     t.equal(error.transient, false)
+    t.same(JSON.parse(JSON.stringify(error)), {
+      name: 'StudioGatewayError',
+      operation: 'goLive',
+      code,
+      status,
+      message: `scripted ${code}`,
+      requestId: `req_${status}`,
+      ...(requiredScope === undefined ? {} : { requiredScope }),
+      attempts: 1,
+    })
     t.equal(server.received.length, 1, `${code}: one attempt`)
     t.match(h.events.at(-1), { type: 'give-up', reason: 'not_retryable', attempts: 1 })
   }
@@ -198,6 +208,15 @@ t.test('the per-call timeout ends the call, attempts and waits included', async 
   t.match(error, { code: 'timeout', attempts: 1, status: undefined })
   t.match(error.message, /timeoutMs/)
   t.match(h.events.at(-1), { type: 'give-up', reason: 'deadline' })
+
+  // The client's default deadline, with retries off: still a deadline, not exhausted attempts.
+  const once = await scriptedServer(t, ['hang'])
+  const o = harness(once.url, { timeoutMs: 200, retry: { maxAttempts: 1 } })
+  const call2 = o.client.getKey()
+  await once.request(1)
+  o.clock.advance(200)
+  t.match(await failure(t, call2), { code: 'timeout', attempts: 1 })
+  t.match(o.events.at(-1), { type: 'give-up', reason: 'deadline' })
 })
 
 t.test('a retry that would end past the deadline is not attempted', async (t) => {
