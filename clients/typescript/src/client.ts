@@ -366,6 +366,8 @@ export class StudioGatewayClient {
     }
     const onCallerAbort = stop('caller')
     bounds.signal?.addEventListener('abort', onCallerAbort, { once: true })
+    // Aborted since the check before this attempt (by the `attempt` hook, say): an event will not come.
+    if (bounds.signal?.aborted) onCallerAbort()
     const timers = [this.#clock.setTimeout(stop('attempt-timeout'), this.#attemptTimeoutMs)]
     if (bounds.deadline !== undefined) {
       timers.push(this.#clock.setTimeout(stop('deadline'), Math.max(0, bounds.deadline - this.#clock.now())))

@@ -192,6 +192,10 @@ t.test('abort during an attempt, and before the first one', async (t) => {
   t.match(await failure(t, call), { code: 'aborted', attempts: 1 })
   t.same(h.clock.pending(), [], 'the attempt’s timers were cleared')
 
+  const byHook = new AbortController()
+  const hooked = harness(server.url, { onEvent: (event) => event.type === 'attempt' && byHook.abort() })
+  t.match(await failure(t, hooked.client.getKey({ signal: byHook.signal })), { code: 'aborted', attempts: 1 })
+
   const error = await failure(t, h.client.getKey({ signal: AbortSignal.abort() }))
   t.match(error, { code: 'aborted', attempts: 0 })
   t.match(error.message, /before its first attempt/)
