@@ -20,7 +20,7 @@ export function spawnCli(args: string[], env: Record<string, string>): RunningCl
 
 /** Spawns a TypeScript entry file (through tsx) as a real child process. */
 export function spawnEntry(entry: string, args: string[], env: Record<string, string>): RunningCli {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+  const child = spawn(process.execPath, ['--enable-source-maps', '--import', 'tsx', entry, ...args], {
     cwd: repoRoot,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
