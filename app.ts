@@ -43,8 +43,10 @@ export interface AppOptions {
   readonly studios: StudioService
   /** Signs pagination cursors; shared by every instance on one store. */
   readonly cursorSecret: Buffer
-  /** Where log lines go; stdout when omitted. */
+  /** Where log lines go; stdout when omitted. Ignored when `logger` is given. */
   readonly logStream?: DestinationStream
+  /** The logger, when the caller already made one (to share it with the stores it opened). */
+  readonly logger?: Logger
   /** Checks of the dependencies the caller opened (e.g. the key store's ping), by name. */
   readonly dependencyChecks?: Record<string, () => Promise<void>>
 }
@@ -87,7 +89,7 @@ function trustHops(hops: number) {
 /** Builds the whole gateway, not listening: the server, the tests and the OpenAPI generator share it. */
 export async function buildApp(options: AppOptions) {
   const { config } = options
-  const logger = createLogger(config.logLevel, options.logStream)
+  const logger = options.logger ?? createLogger(config.logLevel, options.logStream)
   const keyVerifier = createKeyVerifier({
     keys: options.keys,
     ttlMs: config.keyCacheTtlMs,

@@ -15,6 +15,8 @@ export interface Config {
   /** Prefix of every Redis key the gateway writes, so environments (or tests) can share one Redis. */
   readonly redisKeyPrefix: string
   readonly upstreamUrl: string | undefined
+  /** Deadline of one call to the upstream studio service, retries included. */
+  readonly upstreamTimeoutMs: number
   readonly rateLimit: {
     /** Requests per window per key, unless the key carries its own limit. */
     readonly max: number
@@ -83,6 +85,7 @@ export const configDefaults = {
   // dying of an out-of-memory error, and refusing work gives the garbage collector a chance.
   SHED_MAX_HEAP_USED_MB: String(Math.floor((getHeapStatistics().heap_size_limit * 0.9) / MIB)),
   SHED_MAX_RSS_MB: '0',
+  UPSTREAM_TIMEOUT: '2s',
 } as const
 
 type Env = Record<string, string | undefined>
@@ -129,6 +132,11 @@ export function loadConfig(env: Env = process.env): Config {
 
   const ttlMs = parseDurationOrZero(withDefault('KEY_CACHE_TTL'))
   if (ttlMs === undefined) problems.push('KEY_CACHE_TTL must be a duration such as 30s or 1m (0 turns the cache off)')
+
+  const upstreamTimeoutMs = parseDuration(withDefault('UPSTREAM_TIMEOUT'))
+  if (upstreamTimeoutMs === undefined || upstreamTimeoutMs > 60_000) {
+    problems.push('UPSTREAM_TIMEOUT must be a duration from 1ms to 60s, such as 2s or 500ms')
+  }
 
   const writesText = withDefault('WRITES_ENABLED').toLowerCase()
   const writesEnabled = ['true', '1', 'yes', 'on'].includes(writesText)
@@ -177,6 +185,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:'], 'a redis:// or rediss:// URL'),
     redisKeyPrefix,
     upstreamUrl: url('UPSTREAM_URL', ['http:', 'https:'], 'an http:// or https:// URL'),
+    upstreamTimeoutMs: upstreamTimeoutMs ?? 2000,
     rateLimit: {
       max: integer('RATE_LIMIT_MAX', 1, 1_000_000_000),
       windowMs: windowMs ?? 60_000,

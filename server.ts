@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from './app.js'
+import { buildApp, createLogger } from './app.js'
 import type { Config } from './config.js'
 import { DEMO_ACCOUNT, DEMO_STUDIOS, seedDemo } from './lib/demo-seed.js'
-import { openStore } from './stores/index.js'
+import { openBackends } from './stores/index.js'
 import type { SqlStore } from './stores/types.js'
 
 /** How often idle keep-alive connections are closed while shutting down. */
@@ -16,18 +16,26 @@ export async function cursorSecretOf(store: SqlStore): Promise<Buffer> {
   return Buffer.from(encoded, 'base64url')
 }
 
-/** Opens the store, seeds the demo on a first start, listens, and closes gracefully on a signal. */
+/**
+ * Opens the store (and the upstream studio service when configured), seeds the demo on a first
+ * start of the embedded store, listens, and closes gracefully on a signal.
+ */
 export async function serve(config: Config, out: NodeJS.WritableStream = process.stdout): Promise<FastifyInstance> {
-  const store = await openStore(config)
+  const logger = createLogger(config.logLevel)
+  const backends = await openBackends(config, {
+    onConnectionError: (err) => logger.warn({ err }, 'a pooled database connection failed; it will be replaced'),
+  })
+  const { store } = backends
   const demoSecret = !config.production && store.dialect === 'sqlite' ? await seedDemo(store) : undefined
   const app = await buildApp({
     config,
+    logger,
     keys: store.keys,
-    studios: store.studios,
+    studios: backends.studios,
     cursorSecret: await cursorSecretOf(store),
-    dependencyChecks: { [store.dialect]: () => store.ping() },
+    dependencyChecks: backends.checks,
   })
-  app.addHook('onClose', async () => store.close())
+  app.addHook('onClose', async () => backends.close())
   const address = await listenGracefully(app, config)
   if (demoSecret !== undefined) out.write(demoBanner(address, demoSecret))
   return app

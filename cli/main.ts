@@ -48,9 +48,15 @@ export async function main(argv: string[], io: CliIo = { out: process.stdout, er
       io.err.write(`${error.message}\n`)
       return 1
     }
-    io.err.write(`error: ${error instanceof Error ? error.message : String(error)}\n`)
+    io.err.write(`error: ${describeFailure(error)}\n`)
     return 1
   }
+}
+
+/** The message, and its cause's (e.g. "connect ECONNREFUSED 127.0.0.1:5432" behind "the database is unavailable"). */
+function describeFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error)
+  return error.cause instanceof Error ? `${error.message} (${error.cause.message})` : error.message
 }
 
 async function run(argv: string[], io: CliIo): Promise<number> {

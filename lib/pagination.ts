@@ -1,5 +1,5 @@
 import type { Page, PageRequest } from '../stores/types.js'
-import type { CursorCodec, CursorPosition, ListIdentity } from './cursor.js'
+import type { CursorCodec, ListIdentity } from './cursor.js'
 
 export interface PageQuery {
   readonly limit: number
@@ -7,8 +7,8 @@ export interface PageQuery {
 }
 
 /**
- * One page of a keyset-paginated list: decodes the cursor for this list (400 when it was not
- * issued for it), fetches, and signs the position of the last item as the next cursor.
+ * One page of a list: decodes the cursor for this list (400 when it was not issued for it),
+ * fetches, and signs the position the service gave for the next page as the next cursor.
  * Undefined when the list's parent does not exist for the caller.
  */
 export async function fetchPage<T>(
@@ -16,14 +16,9 @@ export async function fetchPage<T>(
   identity: ListIdentity,
   query: PageQuery,
   fetch: (page: PageRequest) => Promise<Page<T> | undefined>,
-  positionOf: (item: T) => CursorPosition,
 ): Promise<{ data: T[]; nextCursor: string | null } | undefined> {
   const after = query.cursor === undefined ? undefined : cursors.decode(identity, query.cursor)
   const page = await fetch(after === undefined ? { limit: query.limit } : { limit: query.limit, after })
   if (page === undefined) return undefined
-  const last = page.items.at(-1)
-  return {
-    data: page.items,
-    nextCursor: page.hasMore && last !== undefined ? cursors.encode(identity, positionOf(last)) : null,
-  }
+  return { data: page.items, nextCursor: page.next === null ? null : cursors.encode(identity, page.next) }
 }

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { invalidRequest } from '../lib/errors.js'
 import type { KeyVerifier, VerifiedKey } from '../lib/key-verifier.js'
+import type { CallContext } from '../stores/types.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -31,6 +32,11 @@ export function credentialOf(request: FastifyRequest): string | undefined {
 export function callerOf(request: FastifyRequest): VerifiedKey {
   if (request.apiKey === null) throw new Error('a /v1 handler ran without a verified key')
   return request.apiKey
+}
+
+/** What a studio call needs to know of the request: the caller's account and the request id. */
+export function callContextOf(request: FastifyRequest): CallContext {
+  return { accountId: callerOf(request).accountId, requestId: request.id }
 }
 
 export interface AuthOptions {

@@ -40,6 +40,9 @@ export default fp<ErrorsOptions>(
       const apiError = toApiError(error)
       if (apiError.code === 'internal') {
         request.log.error({ err: error }, 'unexpected error')
+      } else if (apiError.code === 'unavailable' || apiError.code === 'bad_gateway') {
+        // A dependency failed: operators need the cause the client is not shown.
+        request.log.warn({ err: apiError.cause ?? apiError, code: apiError.code }, apiError.message)
       }
       return sendError(request, reply, apiError)
     })

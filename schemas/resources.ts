@@ -69,7 +69,17 @@ export const ApiKeyInfo = Type.Object(
 export const GoLiveBody = Type.Union(
   [
     Type.Object(
-      { title: Type.Optional(Type.String({ minLength: 1, maxLength: 140, description: 'Title of the broadcast.' })) },
+      {
+        title: Type.Optional(
+          // NUL is the one character no store can keep (PostgreSQL text refuses it).
+          Type.String({
+            minLength: 1,
+            maxLength: 140,
+            pattern: '^[^\\u0000]*$',
+            description: 'Title of the broadcast; any text but the NUL character.',
+          }),
+        ),
+      },
       { additionalProperties: false },
     ),
     Type.Null(),

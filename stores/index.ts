@@ -1,11 +1,47 @@
 import type { Config } from '../config.js'
+import { createUpstreamStudioService } from './http.js'
+import { openPostgresStore } from './postgres.js'
 import { openSqliteStore } from './sqlite.js'
-import type { SqlStore } from './types.js'
+import type { SqlStore, StudioService } from './types.js'
+
+export interface StoreOptions {
+  /** A pooled database connection failed while idle: reported here, never thrown. */
+  readonly onConnectionError?: (error: Error) => void
+}
 
 /** The key and studio store the configuration names: PostgreSQL when DATABASE_URL is set, else SQLite. */
-export async function openStore(config: Config): Promise<SqlStore> {
-  if (config.databaseUrl !== undefined) {
-    throw new Error('DATABASE_URL (PostgreSQL) is not supported by this build yet')
-  }
+export async function openStore(config: Config, options: StoreOptions = {}): Promise<SqlStore> {
+  if (config.databaseUrl !== undefined) return openPostgresStore(config.databaseUrl, options)
   return openSqliteStore(config.dataDir)
+}
+
+/** What a running gateway serves from: the store, and where studios come from. */
+export interface Backends {
+  /** Keys, the cursor secret, and (without an upstream) studios. */
+  readonly store: SqlStore
+  /** The store's studios, or the upstream studio service when UPSTREAM_URL is set. */
+  readonly studios: StudioService
+  /** Readiness checks by dependency name: `sqlite` or `postgres`, and `upstream`. */
+  readonly checks: Record<string, () => Promise<void>>
+  close(): Promise<void>
+}
+
+export async function openBackends(config: Config, options: StoreOptions = {}): Promise<Backends> {
+  const store = await openStore(config, options)
+  const upstream =
+    config.upstreamUrl === undefined
+      ? undefined
+      : createUpstreamStudioService({ url: config.upstreamUrl, timeoutMs: config.upstreamTimeoutMs })
+  return {
+    store,
+    studios: upstream ?? store.studios,
+    checks: {
+      [store.dialect]: () => store.ping(),
+      ...(upstream === undefined ? {} : { upstream: () => upstream.ping() }),
+    },
+    async close() {
+      await upstream?.close()
+      await store.close()
+    },
+  }
 }

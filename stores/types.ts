@@ -1,5 +1,4 @@
 import type { Scope } from '../lib/api-keys.js'
-import type { CursorPosition } from '../lib/cursor.js'
 import type { Session, Stream, Studio } from '../schemas/resources.js'
 
 /**
@@ -40,13 +39,17 @@ export interface KeyStore {
 
 export interface PageRequest {
   readonly limit: number
-  /** Keyset position of the last item of the previous page. */
-  readonly after?: CursorPosition
+  /**
+   * Where the previous page ended: a position this service issued as `next`, back from a signed
+   * cursor. Each implementation defines its own positions (a keyset, an upstream's token).
+   */
+  readonly after?: string
 }
 
 export interface Page<T> {
   readonly items: T[]
-  readonly hasMore: boolean
+  /** The position to continue from; null on the last page. */
+  readonly next: string | null
 }
 
 export interface StudioRecord extends Studio {
@@ -54,19 +57,29 @@ export interface StudioRecord extends Studio {
 }
 
 /**
+ * Who a studio call is made for: the caller's account, and the request id that the upstream
+ * studio service is told so that its logs correlate with ours. Never the key.
+ */
+export interface CallContext {
+  readonly accountId: string
+  readonly requestId: string
+}
+
+/**
  * Studios, their stream and sessions, always seen through one account: a studio of another
- * account is reported exactly as a missing one (undefined).
+ * account is reported exactly as a missing one (undefined). A dependency that cannot answer
+ * throws `unavailable` (503); an upstream that answers nonsense throws `bad_gateway` (502).
  */
 export interface StudioService {
-  listStudios(accountId: string, page: PageRequest): Promise<Page<Studio>>
-  getStudio(accountId: string, studioId: string): Promise<Studio | undefined>
-  getStream(accountId: string, studioId: string): Promise<Stream | undefined>
+  listStudios(ctx: CallContext, page: PageRequest): Promise<Page<Studio>>
+  getStudio(ctx: CallContext, studioId: string): Promise<Studio | undefined>
+  getStream(ctx: CallContext, studioId: string): Promise<Stream | undefined>
   /** Ended sessions, newest first. Undefined when the studio is not the account's. */
-  listSessions(accountId: string, studioId: string, page: PageRequest): Promise<Page<Session> | undefined>
+  listSessions(ctx: CallContext, studioId: string, page: PageRequest): Promise<Page<Session> | undefined>
   /** Idempotent: going live while live returns the unchanged stream. Opens a session. */
-  goLive(accountId: string, studioId: string, input: { title: string | null }): Promise<Stream | undefined>
+  goLive(ctx: CallContext, studioId: string, input: { title: string | null }): Promise<Stream | undefined>
   /** Idempotent: going offline while offline returns the unchanged stream. Ends the session. */
-  goOffline(accountId: string, studioId: string): Promise<Stream | undefined>
+  goOffline(ctx: CallContext, studioId: string): Promise<Stream | undefined>
 }
 
 /** Administration that only the command line and the seed use. */

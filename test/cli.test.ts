@@ -1,13 +1,13 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import t from 'tap'
 import { main } from '../cli/main.js'
+import { loadConfig } from '../config.js'
 import { hashKey, isWellFormedKey } from '../lib/api-keys.js'
-import { openSqliteStore } from '../stores/sqlite.js'
+import { openStore } from '../stores/index.js'
+import { freshStoreEnv } from './helpers/database.js'
 
-async function cli(dataDir: string, ...argv: string[]) {
+/** Runs the command line in-process against the store `storeEnv` selects (DATA_DIR or DATABASE_URL). */
+async function cli(storeEnv: Record<string, string>, ...argv: string[]) {
   const out = new PassThrough()
   const err = new PassThrough()
   let stdout = ''
@@ -18,17 +18,16 @@ async function cli(dataDir: string, ...argv: string[]) {
   err.on('data', (chunk) => {
     stderr += chunk
   })
-  const code = await main(argv, { out, err, env: { DATA_DIR: dataDir } })
+  const code = await main(argv, { out, err, env: storeEnv })
   return { code, stdout, stderr, json: () => JSON.parse(stdout) }
 }
 
 t.test('command line', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'studio-gateway-cli-'))
-  t.teardown(() => rm(dataDir, { recursive: true, force: true }))
+  const storeEnv = await freshStoreEnv(t)
 
   t.test('keys create --json prints the documented shape, with the secret once', async (t) => {
     const res = await cli(
-      dataDir,
+      storeEnv,
       'keys',
       'create',
       '--account',
@@ -45,12 +44,12 @@ t.test('command line', async (t) => {
     t.match(key, { id: /^key_/, accountId: 'acct_cli', scopes: ['studio:read', 'stream:read'], expiresAt: null })
     t.ok(isWellFormedKey(key.secret))
     t.equal(key.prefix, key.secret.slice(0, 12))
-    const store = await openSqliteStore(dataDir)
+    const store = await openStore(loadConfig(storeEnv))
     const stored = await store.keys.findByHash(hashKey(key.secret))
     await store.close()
     t.equal(stored?.id, key.id, 'the key is stored by its hash')
 
-    const listed = await cli(dataDir, 'keys', 'list', '--account', 'acct_cli', '--json')
+    const listed = await cli(storeEnv, 'keys', 'list', '--account', 'acct_cli', '--json')
     t.equal(listed.code, 0)
     t.notOk(listed.stdout.includes(key.secret), 'keys list never shows the secret')
     t.match(listed.json(), [
@@ -61,7 +60,7 @@ t.test('command line', async (t) => {
   t.test('keys create --expires-in and --rate-limit', async (t) => {
     const before = Date.now()
     const res = await cli(
-      dataDir,
+      storeEnv,
       'keys',
       'create',
       '--account',
@@ -82,7 +81,7 @@ t.test('command line', async (t) => {
   })
 
   t.test('keys create without --json prints the secret for a human', async (t) => {
-    const res = await cli(dataDir, 'keys', 'create', '--account', 'acct_cli', '--scope', 'studio:read')
+    const res = await cli(storeEnv, 'keys', 'create', '--account', 'acct_cli', '--scope', 'studio:read')
     t.equal(res.code, 0)
     t.match(res.stdout, /Secret \(shown once/)
     t.match(res.stdout, /sk_live_[A-Za-z0-9]{38}/)
@@ -90,27 +89,27 @@ t.test('command line', async (t) => {
 
   t.test('keys revoke', async (t) => {
     const key = (
-      await cli(dataDir, 'keys', 'create', '--account', 'acct_rev', '--scope', 'studio:read', '--json')
+      await cli(storeEnv, 'keys', 'create', '--account', 'acct_rev', '--scope', 'studio:read', '--json')
     ).json()
-    const revoked = await cli(dataDir, 'keys', 'revoke', key.id, '--json')
+    const revoked = await cli(storeEnv, 'keys', 'revoke', key.id, '--json')
     t.equal(revoked.code, 0)
     t.match(revoked.json(), { id: key.id, status: 'revoked', revokedAt: String })
-    const again = await cli(dataDir, 'keys', 'revoke', key.id, '--json')
+    const again = await cli(storeEnv, 'keys', 'revoke', key.id, '--json')
     t.equal(again.json().revokedAt, revoked.json().revokedAt, 'revoking twice keeps the first time')
-    const missing = await cli(dataDir, 'keys', 'revoke', 'key_nope')
+    const missing = await cli(storeEnv, 'keys', 'revoke', 'key_nope')
     t.equal(missing.code, 1)
     t.match(missing.stderr, /no key with id/)
   })
 
   t.test('studios create and list', async (t) => {
-    const res = await cli(dataDir, 'studios', 'create', '--account', 'acct_cli', '--name', 'Night Show', '--json')
+    const res = await cli(storeEnv, 'studios', 'create', '--account', 'acct_cli', '--name', 'Night Show', '--json')
     t.equal(res.code, 0)
     const studio = res.json()
     t.same(Object.keys(studio), ['id', 'name', 'accountId', 'createdAt'])
     t.match(studio, { id: /^std_[A-Za-z0-9]{16}$/, name: 'Night Show', accountId: 'acct_cli' })
-    const listed = await cli(dataDir, 'studios', 'list', '--account', 'acct_cli', '--json')
+    const listed = await cli(storeEnv, 'studios', 'list', '--account', 'acct_cli', '--json')
     t.same(listed.json(), [studio])
-    const human = await cli(dataDir, 'studios', 'list', '--account', 'acct_cli')
+    const human = await cli(storeEnv, 'studios', 'list', '--account', 'acct_cli')
     t.match(human.stdout, /Night Show/)
   })
 
@@ -130,7 +129,7 @@ t.test('command line', async (t) => {
       ['studios', 'create', '--account', 'acct_x'],
       ['serve', 'extra'],
     ]) {
-      const res = await cli(dataDir, ...argv)
+      const res = await cli(storeEnv, ...argv)
       t.not(res.code, 0, argv.join(' ') || '(nothing)')
       t.match(res.stderr + res.stdout, /Usage: studio-gateway/)
     }
@@ -146,14 +145,14 @@ t.test('command line', async (t) => {
     const code = await main(['studios', 'list', '--account', 'acct_x'], {
       out,
       err,
-      env: { DATA_DIR: dataDir, LOG_LEVEL: 'loud' },
+      env: { ...storeEnv, LOG_LEVEL: 'loud' },
     })
     t.equal(code, 1)
     t.match(stderr, /LOG_LEVEL/)
   })
 
   t.test('help exits 0', async (t) => {
-    const res = await cli(dataDir, '--help')
+    const res = await cli(storeEnv, '--help')
     t.equal(res.code, 0)
     t.match(res.stdout, /keys create --account ACCT --scope S/)
   })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { bearer, startGateway } from './helpers/gateway.js'
 
-t.test('the embedded store survives a restart', async (t) => {
+t.test('the store survives a restart (SQLite file, or PostgreSQL schema)', async (t) => {
   const first = await startGateway(t, { env: { WRITES_ENABLED: 'true' } })
   const { secret } = await first.key()
   const studioId = await first.studio('acct_test', 'Persistent')
@@ -14,7 +14,7 @@ t.test('the embedded store survives a restart', async (t) => {
   const firstPage = (await first.app.inject({ url: '/v1/studios?limit=1', headers: bearer(secret) })).json()
   await first.close()
 
-  const second = await startGateway(t, { dataDir: first.dataDir, env: { WRITES_ENABLED: 'true' } })
+  const second = await startGateway(t, { storeEnv: first.storeEnv, env: { WRITES_ENABLED: 'true' } })
   const studio = await second.app.inject({ url: `/v1/studios/${studioId}`, headers: bearer(secret) })
   t.equal(studio.statusCode, 200, 'the key and the studio are still there')
   t.equal(studio.json().name, 'Persistent')

@@ -77,9 +77,13 @@ const provider: MigrationProvider = { getMigrations: async () => migrations }
 
 export const latestMigration = Object.keys(migrations).sort().at(-1) as string
 
-/** Applies every pending migration; throws with the failing migration's name and cause. */
-export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
-  const migrator = new Migrator({ db, provider })
+/**
+ * Applies every pending migration; throws with the failing migration's name and cause. On
+ * PostgreSQL, `schema` is the schema the tables live in (the first of search_path): Kysely looks
+ * for its bookkeeping tables in every schema of the database unless told which one is ours.
+ */
+export async function migrateToLatest(db: Kysely<unknown>, schema?: string): Promise<string[]> {
+  const migrator = new Migrator({ db, provider, ...(schema === undefined ? {} : { migrationTableSchema: schema }) })
   const { error, results } = await migrator.migrateToLatest()
   const failed = results?.find((r) => r.status === 'Error')
   if (error) {

@@ -1,5 +1,6 @@
 import { type Kysely, type Selectable, sql } from 'kysely'
 import { isScope, type Scope } from '../../lib/api-keys.js'
+import { cursorRejected } from '../../lib/cursor.js'
 import { newSessionId, newStudioId } from '../../lib/ids.js'
 import type { Session, Stream, Studio } from '../../schemas/resources.js'
 import type { KeyRecord, Page, PageRequest, SqlStore, StudioRecord } from '../types.js'
@@ -73,7 +74,7 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
   }
 
   const studios: SqlStore['studios'] = {
-    async listStudios(accountId, page) {
+    async listStudios({ accountId }, page) {
       let query = db
         .selectFrom('studios')
         .select(['id', 'name', 'created_at'])
@@ -81,19 +82,20 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
         .orderBy('created_at')
         .orderBy('id')
         .limit(page.limit + 1)
-      const after = page.after
-      if (after) {
+      if (page.after !== undefined) {
+        const after = decodeKeyset(page.after)
         query = query.where((eb) =>
           eb.or([
-            eb('created_at', '>', after.after),
-            eb.and([eb('created_at', '=', after.after), eb('id', '>', after.id)]),
+            eb('created_at', '>', after.sortValue),
+            eb.and([eb('created_at', '=', after.sortValue), eb('id', '>', after.id)]),
           ]),
         )
       }
-      return toPage(await query.execute(), page, toStudio)
+      return toPage(await query.execute(), page, toStudio, (row) => encodeKeyset(row.created_at, row.id))
     },
 
-    async getStudio(accountId, studioId) {
+    async getStudio({ accountId }, studioId) {
+      if (!canBeStored(studioId)) return undefined
       const row = await db
         .selectFrom('studios')
         .select(['id', 'name', 'created_at'])
@@ -103,7 +105,8 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
       return row && toStudio(row)
     },
 
-    async getStream(accountId, studioId) {
+    async getStream({ accountId }, studioId) {
+      if (!canBeStored(studioId)) return undefined
       const row = await db
         .selectFrom('streams')
         .innerJoin('studios', 'studios.id', 'streams.studio_id')
@@ -114,7 +117,9 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
       return row && toStream(row)
     },
 
-    async listSessions(accountId, studioId, page) {
+    async listSessions({ accountId }, studioId, page) {
+      if (!canBeStored(studioId)) return undefined
+      const after = page.after === undefined ? undefined : decodeKeyset(page.after)
       return db.transaction().execute(async (trx) => {
         if (!(await ownedStudio(trx, accountId, studioId))) return undefined
         let query = trx
@@ -125,20 +130,20 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
           .orderBy('started_at', 'desc')
           .orderBy('id', 'desc')
           .limit(page.limit + 1)
-        const after = page.after
         if (after) {
           query = query.where((eb) =>
             eb.or([
-              eb('started_at', '<', after.after),
-              eb.and([eb('started_at', '=', after.after), eb('id', '<', after.id)]),
+              eb('started_at', '<', after.sortValue),
+              eb.and([eb('started_at', '=', after.sortValue), eb('id', '<', after.id)]),
             ]),
           )
         }
-        return toPage(await query.execute(), page, toSession)
+        return toPage(await query.execute(), page, toSession, (row) => encodeKeyset(row.started_at, row.id))
       })
     },
 
-    async goLive(accountId, studioId, { title }) {
+    async goLive({ accountId }, studioId, { title }) {
+      if (!canBeStored(studioId)) return undefined
       return db.transaction().execute(async (trx) => {
         if (!(await ownedStudio(trx, accountId, studioId))) return undefined
         const at = now()
@@ -164,7 +169,8 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
       })
     },
 
-    async goOffline(accountId, studioId) {
+    async goOffline({ accountId }, studioId) {
+      if (!canBeStored(studioId)) return undefined
       return db.transaction().execute(async (trx) => {
         if (!(await ownedStudio(trx, accountId, studioId))) return undefined
         const at = now()
@@ -252,9 +258,43 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
   }
 }
 
-function toPage<Row, T>(rows: Row[], page: PageRequest, convert: (row: Row) => T): Page<T> {
+/**
+ * PostgreSQL text cannot hold NUL (a query with one fails), so no stored id contains it: an id
+ * from a client that does has no studio, on either engine, and never reaches the database.
+ */
+const canBeStored = (text: string) => !text.includes('\0')
+
+/**
+ * Keyset positions: the sort value and id of the last row served, as JSON. They travel inside
+ * signed cursors, so a malformed one means a cursor issued by something else (another studio
+ * service behind the same secret): the same 400 as any foreign cursor.
+ */
+const encodeKeyset = (sortValue: string, id: string) => JSON.stringify([sortValue, id])
+
+function decodeKeyset(position: string): { sortValue: string; id: string } {
+  let decoded: unknown
+  try {
+    decoded = JSON.parse(position)
+  } catch {
+    throw cursorRejected()
+  }
+  if (
+    !Array.isArray(decoded) ||
+    decoded.length !== 2 ||
+    typeof decoded[0] !== 'string' ||
+    typeof decoded[1] !== 'string'
+  ) {
+    throw cursorRejected()
+  }
+  return { sortValue: decoded[0], id: decoded[1] }
+}
+
+/** Rows fetched with `limit + 1`: the extra row only says that another page follows. */
+function toPage<Row, T>(rows: Row[], page: PageRequest, convert: (row: Row) => T, positionOf: (row: Row) => string) {
   const hasMore = rows.length > page.limit
-  return { items: (hasMore ? rows.slice(0, page.limit) : rows).map(convert), hasMore }
+  const items = hasMore ? rows.slice(0, page.limit) : rows
+  const last = items.at(-1)
+  return { items: items.map(convert), next: hasMore && last !== undefined ? positionOf(last) : null } satisfies Page<T>
 }
 
 function toKeyRecord(row: Selectable<ApiKeysTable>): KeyRecord {

@@ -1,25 +1,26 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import type { InjectOptions } from 'fastify'
 import type { Test } from 'tap'
-import { type App, buildApp } from '../../app.js'
+import { type App, buildApp, createLogger } from '../../app.js'
 import { type Config, loadConfig } from '../../config.js'
 import type { Scope } from '../../lib/api-keys.js'
 import { type MintKeyInput, mintKey } from '../../lib/mint-key.js'
 import { cursorSecretOf } from '../../server.js'
-import { openSqliteStore } from '../../stores/sqlite.js'
+import { openBackends } from '../../stores/index.js'
 import type { KeyStore, SqlStore, StudioService } from '../../stores/types.js'
 import { contract } from './contract.js'
+import { freshStoreEnv } from './database.js'
 
 export const allScopes: Scope[] = ['studio:read', 'stream:read', 'stream:golive']
 
 export interface GatewayOptions {
-  /** Environment variables, as the server would read them (DATA_DIR is set to a fresh directory). */
+  /**
+   * Environment variables, as the server would read them. The store is fresh and of the engine
+   * under test (see freshStoreEnv): these cannot choose it, `storeEnv` can.
+   */
   env?: Record<string, string>
-  /** Reuse a data directory (to test persistence); a fresh temporary one otherwise. */
-  dataDir?: string
+  /** The store to open (DATA_DIR or DATABASE_URL): reuse another gateway's `storeEnv` to test persistence. */
+  storeEnv?: Record<string, string>
   /** Replace parts of the store, e.g. a key store that fails. */
   keys?: (store: SqlStore) => KeyStore
   studios?: (store: SqlStore) => StudioService
@@ -34,7 +35,8 @@ export interface TestGateway {
   app: App
   store: SqlStore
   config: Config
-  dataDir: string
+  /** What selects this gateway's store: `{ DATA_DIR }` (SQLite) or `{ DATABASE_URL }` (PostgreSQL). */
+  storeEnv: Record<string, string>
   /** Every log line the app wrote, parsed. */
   logs: Record<string, unknown>[]
   /** Raw log text, to search for secrets. */
@@ -46,11 +48,15 @@ export interface TestGateway {
   close(): Promise<void>
 }
 
-/** The real app, on a fresh SQLite store in a temporary directory, closed at the end of the test. */
+/**
+ * The real app, built as the server builds it (UPSTREAM_URL in `env` included), on a fresh store
+ * of the engine under test: SQLite in a temporary directory, or, when the test process has
+ * DATABASE_URL, PostgreSQL on a schema of its own. Closed, and its store removed, at the end of the test.
+ */
 export async function startGateway(t: Test, options: GatewayOptions = {}): Promise<TestGateway> {
-  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'studio-gateway-test-')))
-  const config = loadConfig({ LOG_LEVEL: 'info', ...options.env, DATA_DIR: dataDir })
-  const store = await openSqliteStore(dataDir)
+  const storeEnv = options.storeEnv ?? (await freshStoreEnv(t))
+  const { DATABASE_URL: _ignored, ...env } = options.env ?? {}
+  const config = loadConfig({ LOG_LEVEL: 'info', ...env, ...storeEnv })
   const chunks: string[] = []
   const logStream = new Writable({
     write(chunk, _encoding, callback) {
@@ -58,13 +64,18 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
       callback()
     },
   })
+  const logger = createLogger(config.logLevel, logStream)
+  const backends = await openBackends(config, {
+    onConnectionError: (err) => logger.warn({ err }, 'a pooled database connection failed; it will be replaced'),
+  })
+  const { store } = backends
   const app = await buildApp({
     config,
+    logger,
     keys: options.keys ? options.keys(store) : store.keys,
-    studios: options.studios ? options.studios(store) : store.studios,
+    studios: options.studios ? options.studios(store) : backends.studios,
     cursorSecret: await cursorSecretOf(store),
-    logStream,
-    dependencyChecks: { [store.dialect]: () => store.ping() },
+    dependencyChecks: backends.checks,
   })
   await app.ready()
   checkInjections(app, options.onContractViolation ?? ((violation) => t.fail(`contract: ${violation}`)))
@@ -73,18 +84,15 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
     if (closed) return
     closed = true
     await app.close()
-    await store.close()
+    await backends.close()
   }
-  t.teardown(async () => {
-    await close()
-    if (options.dataDir === undefined) await rm(dataDir, { recursive: true, force: true })
-  })
+  t.teardown(close)
   const logText = () => chunks.join('')
   return {
     app,
     store,
     config,
-    dataDir,
+    storeEnv,
     get logs() {
       return logText()
         .split('\n')

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { notFound } from '../../../lib/errors.js'
 import { fetchPage } from '../../../lib/pagination.js'
-import { callerOf } from '../../../plugins/auth.js'
+import { callContextOf } from '../../../plugins/auth.js'
 import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
 import { NoQuery, PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
 import { Studio, StudioList } from '../../../schemas/resources.js'
@@ -27,13 +27,12 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const { accountId } = callerOf(request)
+      const ctx = callContextOf(request)
       const page = await fetchPage(
         app.cursors,
-        { list: 'studios', accountId },
+        { list: 'studios', accountId: ctx.accountId },
         request.query as { limit: number; cursor?: string },
-        (pageRequest) => app.studios.listStudios(accountId, pageRequest),
-        (studio) => ({ after: studio.createdAt, id: studio.id }),
+        (pageRequest) => app.studios.listStudios(ctx, pageRequest),
       )
       // A list of the caller's own account always exists.
       return page ?? { data: [], nextCursor: null }
@@ -58,7 +57,7 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const studio = await app.studios.getStudio(callerOf(request).accountId, request.params.studioId)
+      const studio = await app.studios.getStudio(callContextOf(request), request.params.studioId)
       if (!studio) throw studioNotFound()
       return studio
     },

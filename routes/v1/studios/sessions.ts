@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { fetchPage } from '../../../lib/pagination.js'
-import { callerOf } from '../../../plugins/auth.js'
+import { callContextOf } from '../../../plugins/auth.js'
 import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
 import { PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
 import { SessionList } from '../../../schemas/resources.js'
@@ -26,14 +26,13 @@ const sessions: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const { accountId } = callerOf(request)
+      const ctx = callContextOf(request)
       const { studioId } = request.params
       const page = await fetchPage(
         app.cursors,
-        { list: 'sessions', accountId, parentId: studioId },
+        { list: 'sessions', accountId: ctx.accountId, parentId: studioId },
         request.query as { limit: number; cursor?: string },
-        (pageRequest) => app.studios.listSessions(accountId, studioId, pageRequest),
-        (session) => ({ after: session.startedAt, id: session.id }),
+        (pageRequest) => app.studios.listSessions(ctx, studioId, pageRequest),
       )
       if (!page) throw studioNotFound()
       return page

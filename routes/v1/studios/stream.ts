@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { callerOf } from '../../../plugins/auth.js'
+import { callContextOf } from '../../../plugins/auth.js'
 import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
 import { NoQuery, StudioIdParams } from '../../../schemas/primitives.js'
 import { GoLiveBody, GoOfflineBody, Stream } from '../../../schemas/resources.js'
@@ -33,7 +33,7 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const found = await app.studios.getStream(callerOf(request).accountId, request.params.studioId)
+      const found = await app.studios.getStream(callContextOf(request), request.params.studioId)
       if (!found) throw studioNotFound()
       return found
     },
@@ -57,7 +57,7 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const title = request.body?.title ?? null
-      const live = await app.studios.goLive(callerOf(request).accountId, request.params.studioId, { title })
+      const live = await app.studios.goLive(callContextOf(request), request.params.studioId, { title })
       if (!live) throw studioNotFound()
       return live
     },
@@ -80,7 +80,7 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const offline = await app.studios.goOffline(callerOf(request).accountId, request.params.studioId)
+      const offline = await app.studios.goOffline(callContextOf(request), request.params.studioId)
       if (!offline) throw studioNotFound()
       return offline
     },

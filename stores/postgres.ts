@@ -1,0 +1,151 @@
+import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient, sql } from 'kysely'
+import pg from 'pg'
+import { unavailable } from '../lib/errors.js'
+import { migrateToLatest } from './sql/migrations.js'
+import type { Database } from './sql/schema.js'
+import { createSqlStore } from './sql/store.js'
+import type { SqlStore } from './types.js'
+
+/**
+ * Bounds on every call to PostgreSQL, so that an outage answers `503 unavailable` within about a
+ * second instead of hanging a request. The server cancels a slow statement first (the connection
+ * stays usable); the client gives up on a connection that does not answer at all (a dead network
+ * path) a little later. `statement_timeout` and `query_timeout` given as DATABASE_URL parameters
+ * override these two. Key verification has its own, shorter bound (lib/key-verifier.ts).
+ */
+export const POSTGRES_LIMITS = {
+  poolSize: 10,
+  connectTimeoutMs: 1000,
+  statementTimeoutMs: 800,
+  queryTimeoutMs: 1000,
+  /** A gateway that stalls inside a transaction must not hold row locks for long. */
+  idleInTransactionMs: 5000,
+  idleConnectionMs: 30_000,
+} as const
+
+export interface PostgresStoreOptions {
+  /** A pooled connection failed while idle (the database restarted, the network cut): reported, never thrown. */
+  readonly onConnectionError?: (error: Error) => void
+}
+
+/** Opens the PostgreSQL store of `url`, after applying pending migrations to it. */
+export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<SqlStore> {
+  await migrate(url)
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: POSTGRES_LIMITS.poolSize,
+    connectionTimeoutMillis: POSTGRES_LIMITS.connectTimeoutMs,
+    idleTimeoutMillis: POSTGRES_LIMITS.idleConnectionMs,
+    statement_timeout: POSTGRES_LIMITS.statementTimeoutMs,
+    query_timeout: POSTGRES_LIMITS.queryTimeoutMs,
+    idle_in_transaction_session_timeout: POSTGRES_LIMITS.idleInTransactionMs,
+    keepAlive: true,
+    application_name: 'studio-gateway',
+  })
+  // Without these listeners, a connection that fails (idle in the pool, or checked out between
+  // two queries) emits an unhandled 'error' and takes the process down.
+  pool.on('error', (error) => options.onConnectionError?.(error))
+  pool.on('connect', (client) => client.on('error', () => {}))
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: faultAwarePool(pool) }) })
+  return createSqlStore(db, 'postgres')
+}
+
+/**
+ * Migrations run on their own connection, without the serving timeouts: another instance may be
+ * holding the migration lock while it migrates, and the wait is legitimate.
+ */
+async function migrate(url: string): Promise<void> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 1,
+    connectionTimeoutMillis: 10_000,
+    application_name: 'studio-gateway migrate',
+  })
+  pool.on('error', () => {})
+  const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) })
+  try {
+    const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db)
+    const schema = rows[0]?.schema
+    if (!schema) throw new Error('DATABASE_URL: no schema of its search_path exists; create it first')
+    await migrateToLatest(db, schema)
+  } finally {
+    await db.destroy()
+  }
+}
+
+/**
+ * The pg pool as Kysely sees it, with two repairs. A connection that failed (reset, timed out) is
+ * destroyed on release instead of going back to the pool, where it would fail the next query too;
+ * and a failure that means "the database cannot answer now" becomes `503 unavailable` rather than
+ * an unexpected 500.
+ */
+function faultAwarePool(pool: pg.Pool): PostgresPool {
+  return {
+    async connect() {
+      let client: pg.PoolClient
+      try {
+        client = await pool.connect()
+      } catch (error) {
+        throw toStoreError(error)
+      }
+      let fault: Error | undefined
+      const adapter = {
+        async query(text: string, parameters: readonly unknown[]) {
+          // After a connection fault the rest of a transaction (its rollback) fails at once
+          // instead of waiting out another timeout.
+          if (fault) throw toStoreError(fault)
+          try {
+            return await client.query(text, parameters as unknown[])
+          } catch (error) {
+            if (isConnectionFault(error)) fault = error as Error
+            throw toStoreError(error)
+          }
+        },
+        release(destroy?: boolean) {
+          client.release(fault ?? destroy === true)
+        },
+      }
+      return adapter as unknown as PostgresPoolClient
+    },
+    end: () => pool.end(),
+  }
+}
+
+const NETWORK_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+])
+
+// pg reports these without a code.
+const CONNECTION_FAILURES =
+  /^(Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Client was closed)/
+
+/** The connection itself failed: it must not serve another query. */
+export function isConnectionFault(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown }
+  if (typeof code === 'string' && NETWORK_ERRORS.has(code)) return true
+  return typeof message === 'string' && CONNECTION_FAILURES.test(message)
+}
+
+/**
+ * SQLSTATEs that mean "the database cannot serve right now", not "this query is wrong":
+ * connection exceptions (08), shutdown or starting up (57P01–57P03), a statement cancelled by
+ * statement_timeout (57014), insufficient resources such as too many connections (53), and
+ * serialization failures or deadlocks (40001, 40P01).
+ */
+function isTransientSqlState(code: string): boolean {
+  return /^(08|53)/.test(code) || /^57P0[1-3]$/.test(code) || ['57014', '40001', '40P01'].includes(code)
+}
+
+function toStoreError(error: unknown): unknown {
+  const { code } = (error ?? {}) as { code?: unknown }
+  const transient = isConnectionFault(error) || (typeof code === 'string' && isTransientSqlState(code))
+  return transient ? unavailable('the database is temporarily unavailable; retry shortly', 1, error) : error
+}
