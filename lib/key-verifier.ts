@@ -26,7 +26,7 @@ export interface KeyVerifierOptions {
   readonly keys: KeyStore
   /** How long a verification is reused; 0 turns caching off. */
   readonly ttlMs: number
-  /** A lookup that takes longer is answered `503 unavailable` (750 ms: the answer stays within 1 s). */
+  /** A lookup that takes longer is answered `503 unavailable` (500 ms: the answer stays well within 1 s). */
   readonly lookupTimeoutMs?: number
   /** How often a key's lastUsedAt is written at most. */
   readonly touchIntervalMs?: number
@@ -38,7 +38,7 @@ const NEGATIVE_TTL_MS = 5000
 const MAX_CACHED_KEYS = 10_000
 
 export function createKeyVerifier(options: KeyVerifierOptions) {
-  const { keys, ttlMs, lookupTimeoutMs = 750, touchIntervalMs = 60_000 } = options
+  const { keys, ttlMs, lookupTimeoutMs = 500, touchIntervalMs = 60_000 } = options
   const cache =
     ttlMs > 0 ? new LRUCache<string, CacheEntry>({ max: MAX_CACHED_KEYS, ttl: ttlMs, ttlAutopurge: false }) : undefined
   const stats = { hits: 0, misses: 0 }

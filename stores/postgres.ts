@@ -44,7 +44,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
   })
   // Without these listeners, a connection that fails (idle in the pool, or checked out between
   // two queries) emits an unhandled 'error' and takes the process down.
-  pool.on('error', (error) => options.onConnectionError?.(error))
+  pool.on('error', (error) => options.onConnectionError?.(loggable(error)))
   pool.on('connect', (client) => client.on('error', () => {}))
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: faultAwarePool(pool) }) })
   return createSqlStore(db, 'postgres')
@@ -74,31 +74,56 @@ async function migrate(url: string): Promise<void> {
 }
 
 /**
- * The pg pool as Kysely sees it, with two repairs. A connection that failed (reset, timed out) is
- * destroyed on release instead of going back to the pool, where it would fail the next query too;
- * and a failure that means "the database cannot answer now" becomes `503 unavailable` rather than
- * an unexpected 500.
+ * The pg pool as Kysely sees it, with three repairs:
+ *   - a connection that failed (reset, timed out) is destroyed on release instead of going back to
+ *     the pool, where it would fail the next query too;
+ *   - a pooled connection that died unnoticed (the database restarted, a network path was cut and
+ *     healed) fails the first query of a checkout at once: that query moves to a new connection,
+ *     once, so the first requests after an outage are served rather than answered 503. Not after
+ *     a timeout: that would double the wait.
+ *   - a failure that means "the database cannot answer now" becomes `503 unavailable` rather than
+ *     an unexpected 500.
  */
 function faultAwarePool(pool: pg.Pool): PostgresPool {
+  const acquire = async () => {
+    try {
+      return await pool.connect()
+    } catch (error) {
+      throw toStoreError(error)
+    }
+  }
   return {
     async connect() {
-      let client: pg.PoolClient
-      try {
-        client = await pool.connect()
-      } catch (error) {
-        throw toStoreError(error)
-      }
+      let client = await acquire()
       let fault: Error | undefined
+      let used = false
+      const run = async (text: string, parameters: readonly unknown[]) => {
+        try {
+          return await client.query(text, parameters as unknown[])
+        } catch (error) {
+          if (isConnectionFault(error)) fault = error as Error
+          throw error
+        }
+      }
       const adapter = {
         async query(text: string, parameters: readonly unknown[]) {
           // After a connection fault the rest of a transaction (its rollback) fails at once
           // instead of waiting out another timeout.
           if (fault) throw toStoreError(fault)
+          const first = !used
+          used = true
           try {
-            return await client.query(text, parameters as unknown[])
+            return await run(text, parameters)
           } catch (error) {
-            if (isConnectionFault(error)) fault = error as Error
-            throw toStoreError(error)
+            if (!first || fault === undefined || isTimeout(fault)) throw toStoreError(error)
+            client.release(fault)
+            fault = undefined
+            client = await acquire()
+            try {
+              return await run(text, parameters)
+            } catch (retryError) {
+              throw toStoreError(retryError)
+            }
           }
         },
         release(destroy?: boolean) {
@@ -110,6 +135,8 @@ function faultAwarePool(pool: pg.Pool): PostgresPool {
     end: () => pool.end(),
   }
 }
+
+const isTimeout = (error: Error) => /timeout/i.test(error.message)
 
 const NETWORK_ERRORS = new Set([
   'ECONNREFUSED',
@@ -147,5 +174,17 @@ function isTransientSqlState(code: string): boolean {
 function toStoreError(error: unknown): unknown {
   const { code } = (error ?? {}) as { code?: unknown }
   const transient = isConnectionFault(error) || (typeof code === 'string' && isTransientSqlState(code))
-  return transient ? unavailable('the database is temporarily unavailable; retry shortly', 1, error) : error
+  return transient ? unavailable('the database is temporarily unavailable; retry shortly', 1, loggable(error)) : error
+}
+
+/**
+ * What can be logged of a driver error: its message and code. pg-pool attaches the client to
+ * some errors, and the client holds the connection parameters, password included.
+ */
+function loggable(error: unknown): Error {
+  const { message, code, stack } = (error ?? {}) as { message?: unknown; code?: unknown; stack?: unknown }
+  const safe = new Error(typeof message === 'string' ? message : String(error))
+  if (typeof code === 'string') Object.assign(safe, { code })
+  if (typeof stack === 'string') safe.stack = stack
+  return safe
 }
