@@ -94,12 +94,13 @@ function faultAwarePool(pool: pg.Pool): PostgresPool {
   }
   return {
     async connect() {
-      let client = await acquire()
+      // Undefined once released early: a stale connection whose replacement could not be had.
+      let client: pg.PoolClient | undefined = await acquire()
       let fault: Error | undefined
       let used = false
-      const run = async (text: string, parameters: readonly unknown[]) => {
+      const run = async (connection: pg.PoolClient, text: string, parameters: readonly unknown[]) => {
         try {
-          return await client.query(text, parameters as unknown[])
+          return await connection.query(text, parameters as unknown[])
         } catch (error) {
           if (isConnectionFault(error)) fault = error as Error
           throw error
@@ -109,25 +110,30 @@ function faultAwarePool(pool: pg.Pool): PostgresPool {
         async query(text: string, parameters: readonly unknown[]) {
           // After a connection fault the rest of a transaction (its rollback) fails at once
           // instead of waiting out another timeout.
-          if (fault) throw toStoreError(fault)
+          if (fault !== undefined || client === undefined) {
+            throw toStoreError(fault ?? new Error('Client was closed and is not queryable'))
+          }
           const first = !used
           used = true
           try {
-            return await run(text, parameters)
+            return await run(client, text, parameters)
           } catch (error) {
             if (!first || fault === undefined || isTimeout(fault)) throw toStoreError(error)
             client.release(fault)
+            client = undefined
+            const replacement = await acquire()
+            client = replacement
             fault = undefined
-            client = await acquire()
             try {
-              return await run(text, parameters)
+              return await run(replacement, text, parameters)
             } catch (retryError) {
               throw toStoreError(retryError)
             }
           }
         },
         release(destroy?: boolean) {
-          client.release(fault ?? destroy === true)
+          client?.release(fault ?? destroy === true)
+          client = undefined
         },
       }
       return adapter as unknown as PostgresPoolClient

@@ -10,6 +10,7 @@ t.test('defaults', async (t) => {
     databaseUrl: undefined,
     redisUrl: undefined,
     upstreamUrl: undefined,
+    upstreamTimeoutMs: 2000,
     rateLimit: { max: 600, windowMs: 60_000, unauthMax: 60 },
     redisKeyPrefix: 'studio-gateway:',
     trustProxy: false,
@@ -34,6 +35,8 @@ t.test('values are read and converted', async (t) => {
     NODE_ENV: 'production',
     REDIS_URL: 'redis://127.0.0.1:6379',
     DATABASE_URL: '',
+    UPSTREAM_URL: 'http://studios.internal:8080/api',
+    UPSTREAM_TIMEOUT: '750ms',
   })
   t.match(config, {
     port: 8080,
@@ -44,6 +47,8 @@ t.test('values are read and converted', async (t) => {
     production: true,
     redisUrl: 'redis://127.0.0.1:6379',
     databaseUrl: undefined,
+    upstreamUrl: 'http://studios.internal:8080/api',
+    upstreamTimeoutMs: 750,
   })
   t.equal(loadConfig({ RATE_LIMIT_WINDOW: '60s' }).rateLimit.windowMs, 60_000)
   t.match(
@@ -106,6 +111,7 @@ t.test('a bad value stops the start with a message naming the variable', async (
     SHED_SAMPLE_INTERVAL: '5ms',
     SHED_MAX_HEAP_USED_MB: '-1',
     SHED_MAX_RSS_MB: '1.5GB',
+    UPSTREAM_TIMEOUT: '5m',
   }
   for (const [name, value] of Object.entries(bad)) {
     t.throws(() => loadConfig({ [name]: value }), ConfigError, `${name}=${value}`)

@@ -113,6 +113,9 @@ t.test('request validation: every failure is 400 invalid_request naming the fiel
   t.test('a title over 140 characters', (t) =>
     expect400(t, { method: 'POST', url: goLive, headers: json, payload: { title: 'x'.repeat(141) } }, /"title"/),
   )
+  t.test('a title holding NUL (no store can keep it)', (t) =>
+    expect400(t, { method: 'POST', url: goLive, headers: json, payload: '{"title":"a\\u0000b"}' }, /body "title"/),
+  )
   t.test('a body that is an array', (t) =>
     expect400(t, { method: 'POST', url: goLive, headers: json, payload: '[]' }, /body must be a JSON object/),
   )
