@@ -13,12 +13,26 @@ if (skip) t.comment(skip)
 /** The spec's bound for key verification down; the design answers in about 500 ms (lib/key-verifier.ts). */
 const UNAVAILABLE_WITHIN_MS = 1000
 
-async function proxiedGateway(t: Test, env: Record<string, string> = {}) {
+/** A fresh schema, reached through a TCP proxy of this test: returns the proxied URL and the proxy. */
+async function proxiedDatabase(t: Test) {
   const url = await freshSchema(t)
   const target = new URL(url)
   const proxy = await startTcpProxy(t, { host: target.hostname, port: Number(target.port || 5432) })
-  const gw = await startGateway(t, { storeEnv: { DATABASE_URL: throughProxy(url, proxy) }, env })
-  return { gw, proxy }
+  return { url: throughProxy(url, proxy), proxy }
+}
+
+/**
+ * A gateway on a proxied database, with a studio, a key whose verification is cached (and a
+ * pooled connection, by one served request), and a key never verified yet.
+ */
+async function proxiedGateway(t: Test, env: Record<string, string> = {}) {
+  const { url, proxy } = await proxiedDatabase(t)
+  const gw = await startGateway(t, { storeEnv: { DATABASE_URL: url }, env })
+  const cached = await gw.key()
+  const studioId = await gw.studio('acct_test')
+  t.equal((await gw.app.inject({ url: `/v1/studios/${studioId}`, headers: bearer(cached.secret) })).statusCode, 200)
+  const uncached = await gw.key()
+  return { gw, proxy, cached, uncached, studioId }
 }
 
 async function timed(gw: TestGateway, url: string, secret: string) {
@@ -41,11 +55,7 @@ t.test(
   'PostgreSQL refusing connections mid-run: 503 unavailable within 1 s, served again on its return',
   { skip },
   async (t) => {
-    const { gw, proxy } = await proxiedGateway(t)
-    const cached = await gw.key()
-    const studioId = await gw.studio('acct_test')
-    t.equal((await gw.app.inject({ url: `/v1/studios/${studioId}`, headers: bearer(cached.secret) })).statusCode, 200)
-    const uncached = await gw.key()
+    const { gw, proxy, cached, uncached, studioId } = await proxiedGateway(t)
 
     proxy.cut()
     await expectUnavailable(t, gw, '/v1/key', uncached.secret, UNAVAILABLE_WITHIN_MS)
@@ -66,11 +76,7 @@ t.test(
 )
 
 t.test('PostgreSQL that stops answering (a dead network path): 503 within 1 s, recovery', { skip }, async (t) => {
-  const { gw, proxy } = await proxiedGateway(t)
-  const cached = await gw.key()
-  const studioId = await gw.studio('acct_test')
-  t.equal((await gw.app.inject({ url: `/v1/studios/${studioId}`, headers: bearer(cached.secret) })).statusCode, 200)
-  const uncached = await gw.key()
+  const { gw, proxy, cached, uncached, studioId } = await proxiedGateway(t)
 
   proxy.blackhole()
   await expectUnavailable(t, gw, '/v1/key', uncached.secret, UNAVAILABLE_WITHIN_MS)
@@ -87,10 +93,8 @@ t.test('PostgreSQL that stops answering (a dead network path): 503 within 1 s, r
 })
 
 t.test('writes during an outage are 503 too, and nothing is half-written', { skip }, async (t) => {
-  const { gw, proxy } = await proxiedGateway(t, { WRITES_ENABLED: 'true' })
-  const { secret } = await gw.key()
-  const studioId = await gw.studio('acct_test')
-  t.equal((await gw.app.inject({ url: `/v1/studios/${studioId}`, headers: bearer(secret) })).statusCode, 200)
+  const { gw, proxy, cached, studioId } = await proxiedGateway(t, { WRITES_ENABLED: 'true' })
+  const { secret } = cached
   proxy.cut()
   const res = await gw.app.inject({
     method: 'POST',
@@ -113,12 +117,10 @@ t.test(
   'a served process survives its database connections failing (no crash), then serves again',
   { skip },
   async (t) => {
-    const url = await freshSchema(t)
-    const target = new URL(url)
-    const proxy = await startTcpProxy(t, { host: target.hostname, port: Number(target.port || 5432) })
+    const { url, proxy } = await proxiedDatabase(t)
     // The server trusts local connections, so a password in the URL is ignored: it is there to
     // prove that no log line ever shows it.
-    const withPassword = new URL(throughProxy(url, proxy))
+    const withPassword = new URL(url)
     withPassword.password = 'not-a-real-secret'
     const env = { DATABASE_URL: withPassword.toString(), PORT: '0', LOG_LEVEL: 'info', KEY_CACHE_TTL: '0' }
     const created = spawnCli(['keys', 'create', '--account', 'acct_proc', '--scope', 'studio:read', '--json'], env)
