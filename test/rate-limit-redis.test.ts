@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import type { Test } from 'tap'
@@ -16,12 +13,10 @@ import { freePort, keysUnder, sharedRedis, sharedRedisUrl, spawnRedisServer, uni
 /** How much slower than usual a request may be while Redis is down or stalled. */
 const EXTRA_LATENCY_BOUND_MS = 250
 
-/** Two gateways on one data directory (one key store) and one Redis: two instances of one service. */
+/** Two gateways on one key store and one Redis: two instances of one service. */
 async function twoInstances(t: Test, env: Record<string, string>): Promise<[TestGateway, TestGateway]> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'studio-gateway-redis-'))
-  const first = await startGateway(t, { env, dataDir })
-  const second = await startGateway(t, { env, dataDir })
-  t.teardown(() => rm(dataDir, { recursive: true, force: true }))
+  const first = await startGateway(t, { env })
+  const second = await startGateway(t, { env, storeEnv: first.storeEnv })
   return [first, second]
 }
 
