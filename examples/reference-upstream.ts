@@ -38,6 +38,8 @@ export type UpstreamFault =
   | { readonly kind: 'body'; readonly body: unknown }
   /** Closes the connection without answering. */
   | { readonly kind: 'reset' }
+  /** Answers bytes that are not HTTP, then closes. */
+  | { readonly kind: 'not-http' }
 
 export interface ReceivedCall {
   readonly method: string
@@ -88,6 +90,10 @@ export async function startReferenceUpstream(options: ReferenceUpstreamOptions =
       case 'reset':
         reply.hijack()
         request.raw.socket.destroy()
+        return
+      case 'not-http':
+        reply.hijack()
+        request.raw.socket.end('SSH-2.0-OpenSSH_9.6\r\n\r\n')
         return
     }
   })

@@ -374,13 +374,15 @@ function streamOf(studioId: string, stream: UpstreamStream | undefined, expected
 
 function transportError(error: unknown, describe: string): unknown {
   if (error instanceof UpstreamTimeout) return tooSlow(new Error(`${describe}: ${error.message}`))
-  const code = (error as { code?: unknown }).code
+  const { code, name } = error as { code?: unknown; name?: unknown }
+  // undici's parser errors do not always carry a code.
+  if (name === 'HTTPParserError') return unexpected('with a response that is not valid HTTP', error)
   if (typeof code !== 'string') return error
   if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return tooSlow(error)
   }
   if (UNREACHABLE.has(code)) return unreachable(error)
-  if (code.startsWith('HPE_') || MALFORMED.has(code)) return unexpected('with a response that is not valid HTTP', error)
+  if (MALFORMED.has(code)) return unexpected('with a response that is not valid HTTP', error)
   return error
 }
 

@@ -78,7 +78,7 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     for (const gw of [a, b]) {
       t.match(gw.app.rateLimitStats, { store: 'redis', redisReachable: true, failOpen: 0, outages: 0 })
       t.match(await gw.app.dependencies.checkAll(), [
-        { name: 'sqlite', ok: true },
+        { name: gw.store.dialect, ok: true },
         { name: 'redis', ok: true },
       ])
     }

@@ -156,6 +156,7 @@ t.test('upstream faults map to 502 bad_gateway or 503 unavailable on every studi
     ['an unexpected status (401)', { kind: 'status', status: 401 }, 'bad_gateway'],
     ['a redirect', { kind: 'status', status: 302 }, 'bad_gateway'],
     ['204 without a body', { kind: 'status', status: 204 }, 'bad_gateway'],
+    ['an answer that is not HTTP', { kind: 'not-http' }, 'bad_gateway'],
     ['a connection reset', { kind: 'reset' }, 'unavailable'],
     ['an answer slower than UPSTREAM_TIMEOUT', { kind: 'slow', delayMs: UPSTREAM_TIMEOUT_MS + 1000 }, 'unavailable'],
   ]
@@ -234,6 +235,9 @@ t.test('answers that are well-formed but wrong are 502 bad_gateway', async (t) =
   }
   upstream.setFault({ kind: 'status', status: 404 })
   await expectFault(t, gw, { url: '/v1/studios', headers: bearer(secret) }, 'bad_gateway')
+  // Well-formed, and would be accepted (extra fields are), but over the 1 MiB bound.
+  upstream.setFault({ kind: 'body', body: { id, name: 'x', createdAt, padding: 'x'.repeat(1_100_000) } })
+  await expectFault(t, gw, { url: `/v1/studios/${id}`, headers: bearer(secret) }, 'bad_gateway')
   upstream.setFault(null)
 
   upstream.setFault({ kind: 'body', body: { id, name: 'Renamed', createdAt: '2026-01-02T03:04:05+02:00', extra: 1 } })
