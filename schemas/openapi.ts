@@ -131,7 +131,7 @@ const EXAMPLE_ERRORS: Record<ErrorCode, (scope: Scope) => ApiError> = {
   rate_limited: () => rateLimited(12),
   write_disabled: () => writeDisabled(),
   unavailable: () => unavailable('API key verification is temporarily unavailable; retry shortly'),
-  bad_gateway: () => badGateway('the studio service answered unexpectedly'),
+  bad_gateway: () => badGateway('the upstream studio service answered with an unexpected status; retry with backoff'),
   internal: () => new ApiError('internal', INTERNAL_MESSAGE),
 }
 

@@ -951,7 +951,7 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": {
-                    /** @description Title of the broadcast. */
+                    /** @description Title of the broadcast; any text but the NUL character. */
                     title?: string;
                 } | null;
             };
