@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createDependencyRegistry } from '../lib/dependencies.js'
-import { testDatabaseUrl } from './helpers/database.js'
+import { testEngine } from './helpers/database.js'
 import { startGateway } from './helpers/gateway.js'
 
 t.test('the dependency registry reports each check, bounded in time', async (t) => {
@@ -22,7 +22,6 @@ t.test('the dependency registry reports each check, bounded in time', async (t) 
 
 t.test('the app registers its store, by engine', async (t) => {
   const gw = await startGateway(t)
-  const engine = testDatabaseUrl === undefined ? 'sqlite' : 'postgres'
-  t.same(gw.app.dependencies.names(), [engine])
-  t.match(await gw.app.dependencies.checkAll(), [{ name: engine, ok: true }])
+  t.same(gw.app.dependencies.names(), [testEngine])
+  t.match(await gw.app.dependencies.checkAll(), [{ name: testEngine, ok: true }])
 })

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { testEngine } from './helpers/database.js'
 import { bearer, errorOf, startGateway, type TestGateway } from './helpers/gateway.js'
 import { parseExposition } from './helpers/prometheus.js'
 import { sharedRedisUrl, spawnRedisServer, uniquePrefix } from './helpers/redis.js'
@@ -24,7 +25,7 @@ t.test('/readyz: 200 with each dependency when all are up', async (t) => {
   const gw = await startGateway(t)
   const res = await gw.app.inject({ url: '/readyz' })
   t.equal(res.statusCode, 200)
-  t.match(res.json(), { status: 'ready', dependencies: { sqlite: { status: 'up', latencyMs: Number } } })
+  t.match(res.json(), { status: 'ready', dependencies: { [testEngine]: { status: 'up', latencyMs: Number } } })
   t.equal(res.headers['cache-control'], 'no-store')
 })
 
@@ -44,7 +45,7 @@ t.test('/readyz flips to 503 unavailable when a dependency is down, and back whe
     t.equal(error.code, 'unavailable')
     t.equal(error.message, 'not ready: upstream is down', 'the message names the dependency')
     t.same(Object.keys(error).sort(), ['code', 'message', 'requestId'], 'the envelope keeps its shape')
-    t.match(res.json().dependencies, { sqlite: { status: 'up' }, upstream: { status: 'down' } })
+    t.match(res.json().dependencies, { [testEngine]: { status: 'up' }, upstream: { status: 'down' } })
     t.match(res.headers['retry-after'], /^\d+$/)
     t.equal(res.headers['cache-control'], 'no-store')
     t.notMatch(res.body, /10\.0\.0\.7|ECONNREFUSED/, 'the reason stays in the log: it can name internal hosts')
@@ -61,7 +62,7 @@ t.test('/readyz flips to 503 unavailable when a dependency is down, and back whe
 
   const metrics = parseExposition((await gw.app.inject({ url: '/metrics' })).body)
   t.equal(metrics.value('studio_gateway_dependency_check_failures_total', { dependency: 'upstream' }), 2)
-  t.equal(metrics.value('studio_gateway_dependency_check_failures_total', { dependency: 'sqlite' }), 0)
+  t.equal(metrics.value('studio_gateway_dependency_check_failures_total', { dependency: testEngine }), 0)
   t.equal(metrics.value('studio_gateway_dependency_up', { dependency: 'upstream' }), 1)
 })
 
@@ -80,7 +81,7 @@ t.test('/readyz names every dependency that is down, and answers in bounded time
   t.match(res.json().dependencies, {
     redis: { status: 'down' },
     upstream: { status: 'down' },
-    sqlite: { status: 'up' },
+    [testEngine]: { status: 'up' },
   })
 })
 
@@ -89,7 +90,7 @@ t.test('/readyz: a real dependency failure (the store closed) is 503 naming it',
   await gw.store.close()
   const res = await gw.app.inject({ url: '/readyz' })
   t.equal(res.statusCode, 503)
-  t.equal(errorOf(t, res).message, 'not ready: sqlite is down')
+  t.equal(errorOf(t, res).message, `not ready: ${testEngine} is down`)
 })
 
 t.test('concurrent probes share one round of checks', async (t) => {
@@ -138,13 +139,13 @@ t.test(
     const { secret } = await gw.key()
     const up = await gw.app.inject({ url: '/readyz' })
     t.equal(up.statusCode, 200)
-    t.match(up.json().dependencies, { sqlite: { status: 'up' }, redis: { status: 'up' } })
+    t.match(up.json().dependencies, { [testEngine]: { status: 'up' }, redis: { status: 'up' } })
 
     await redis.kill()
     const down = await readinessBecomes(gw, 503)
     t.equal(down.statusCode, 503, 'not ready while Redis is down')
     t.equal(errorOf(t, down).message, 'not ready: redis is down')
-    t.match(down.json().dependencies, { sqlite: { status: 'up' }, redis: { status: 'down' } })
+    t.match(down.json().dependencies, { [testEngine]: { status: 'up' }, redis: { status: 'down' } })
     t.equal(
       (await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })).statusCode,
       200,

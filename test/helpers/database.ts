@@ -13,6 +13,9 @@ import type { Test } from 'tap'
  */
 export const testDatabaseUrl: string | undefined = process.env.DATABASE_URL?.trim() || undefined
 
+/** The engine the suite runs on, as the store names itself (and its readiness check). */
+export const testEngine: 'sqlite' | 'postgres' = testDatabaseUrl === undefined ? 'sqlite' : 'postgres'
+
 export const POSTGRES_SKIP_REASON = 'PostgreSQL suite skipped: DATABASE_URL is not set'
 
 /** `url` with its search_path set to `schema` (a libpq `options` parameter, which pg honours). */
