@@ -22,7 +22,16 @@ export function spawnCli(args: string[], env: Record<string, string>): RunningCl
 export function spawnEntry(entry: string, args: string[], env: Record<string, string>): RunningCli {
   const child = spawn(process.execPath, ['--enable-source-maps', '--import', 'tsx', entry, ...args], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      // tap would record this child's coverage too, but tsx emits whitespace-minified code (a file
+      // in a handful of lines) that the source map cannot spread back over the TypeScript lines:
+      // merged with the in-process coverage, it corrupts the report (a file's lines collapse into
+      // one, executed lines read as uncovered). The code a child runs is run in process too.
+      _TAPJS_PROCESSINFO_COVERAGE_: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
