@@ -93,11 +93,15 @@ t.test('the document and the explorer are served without a key', async (t) => {
 
 /** Runs the drift check in `dir` (a copy of the repository): its exit code and output. */
 function runCheck(dir: string) {
-  const result = spawnSync(process.execPath, ['--enable-source-maps', '--import', 'tsx', 'scripts/openapi.ts', '--check'], {
-    cwd: dir,
-    encoding: 'utf8',
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
-  })
+  const result = spawnSync(
+    process.execPath,
+    ['--enable-source-maps', '--import', 'tsx', 'scripts/openapi.ts', '--check'],
+    {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
+    },
+  )
   return { code: result.status, output: `${result.stdout}${result.stderr}` }
 }
 
