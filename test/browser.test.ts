@@ -32,6 +32,8 @@ async function openBrowser(t: Test): Promise<BrowserContext> {
     headless: true,
     args: CHROMIUM_FLAGS,
   })
+  // A loaded 2-core machine renders slowly; the default 30 s per action is not a bound worth failing on.
+  context.setDefaultTimeout(60_000)
   t.teardown(async () => {
     await context.close()
     await rm(profile, { recursive: true, force: true })
@@ -44,9 +46,16 @@ const operation = '#operations-studios-getStudio'
 /** Opens getStudio in the explorer, runs it for `studioId`, and returns the status and body shown. */
 async function runGetStudio(page: Page, studioId: string) {
   const block = page.locator(operation)
-  if (!(await block.locator('input[placeholder="studioId"]').isVisible()))
-    await block.locator('.opblock-summary').click()
-  await block.locator('input[placeholder="studioId"]').fill(studioId)
+  const input = block.locator('input[placeholder="studioId"]')
+  // Expanding is a click on the summary, which toggles: click only while the block is closed, and
+  // give a slow machine time to render before trying again (a second click would close it).
+  for (let attempt = 1; !(await input.isVisible()); attempt++) {
+    if (attempt > 5) throw new Error('the getStudio operation never expanded')
+    const open = await block.evaluate((element) => element.classList.contains('is-open'))
+    if (!open) await block.locator('.opblock-summary').click()
+    await input.waitFor({ timeout: 5000 }).catch(() => {})
+  }
+  await input.fill(studioId)
   await block.locator('button.execute').click()
   const status = block.locator('.live-responses-table .response .response-col_status')
   await status.first().waitFor()
