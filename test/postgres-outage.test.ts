@@ -22,8 +22,9 @@ async function proxiedDatabase(t: Test) {
 }
 
 /**
- * A gateway on a proxied database, with a studio, a key whose verification is cached (and a
- * pooled connection, by one served request), and a key never verified yet.
+ * A gateway on a proxied database, with a studio read once (so in the studio cache), one never
+ * read, a key whose verification is cached (and a pooled connection, by one served request), and
+ * a key never verified yet.
  */
 async function proxiedGateway(t: Test, env: Record<string, string> = {}) {
   const { url, proxy } = await proxiedDatabase(t)
@@ -32,7 +33,8 @@ async function proxiedGateway(t: Test, env: Record<string, string> = {}) {
   const studioId = await gw.studio('acct_test')
   t.equal((await gw.app.inject({ url: `/v1/studios/${studioId}`, headers: bearer(cached.secret) })).statusCode, 200)
   const uncached = await gw.key()
-  return { gw, proxy, cached, uncached, studioId }
+  const unreadStudioId = await gw.studio('acct_test')
+  return { gw, proxy, cached, uncached, studioId, unreadStudioId }
 }
 
 async function timed(gw: TestGateway, url: string, secret: string) {
@@ -55,11 +57,17 @@ t.test(
   'PostgreSQL refusing connections mid-run: 503 unavailable within 1 s, served again on its return',
   { skip },
   async (t) => {
-    const { gw, proxy, cached, uncached, studioId } = await proxiedGateway(t)
+    const { gw, proxy, cached, uncached, studioId, unreadStudioId } = await proxiedGateway(t)
 
     proxy.cut()
     await expectUnavailable(t, gw, '/v1/key', uncached.secret, UNAVAILABLE_WITHIN_MS)
-    await expectUnavailable(t, gw, `/v1/studios/${studioId}`, cached.secret, UNAVAILABLE_WITHIN_MS)
+    await expectUnavailable(t, gw, `/v1/studios/${unreadStudioId}`, cached.secret, UNAVAILABLE_WITHIN_MS)
+    const studioFromCache = await gw.app.inject({ url: `/v1/studios/${studioId}`, headers: bearer(cached.secret) })
+    t.equal(
+      studioFromCache.statusCode,
+      200,
+      'a studio found before the outage is served from memory (studios never change)',
+    )
     const fromCache = await gw.app.inject({ url: '/v1/key', headers: bearer(cached.secret) })
     t.equal(fromCache.statusCode, 200, 'a verification cached before the outage keeps serving (within KEY_CACHE_TTL)')
     const notReady = await gw.app.inject({ url: '/readyz' })
@@ -77,20 +85,23 @@ t.test(
 )
 
 t.test('PostgreSQL that stops answering (a dead network path): 503 within 1 s, recovery', { skip }, async (t) => {
-  const { gw, proxy, cached, uncached, studioId } = await proxiedGateway(t)
+  const { gw, proxy, cached, uncached, studioId, unreadStudioId } = await proxiedGateway(t)
 
   proxy.blackhole()
   await expectUnavailable(t, gw, '/v1/key', uncached.secret, UNAVAILABLE_WITHIN_MS)
   // A handler's query is bounded by the pool's connect and query timeouts (1 s each), not by the
   // key lookup's: the margin is for a busy machine.
-  await expectUnavailable(t, gw, `/v1/studios/${studioId}`, cached.secret, 2500)
+  await expectUnavailable(t, gw, `/v1/studios/${unreadStudioId}`, cached.secret, 2500)
   await expectUnavailable(t, gw, `/v1/studios/${studioId}/sessions`, cached.secret, 2500)
 
   proxy.restore()
   // Connections held by the dead path are reset by the restore; give the pool a moment to see it.
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal((await gw.app.inject({ url: '/v1/key', headers: bearer(uncached.secret) })).statusCode, 200, 'no restart')
-  t.equal((await gw.app.inject({ url: `/v1/studios/${studioId}`, headers: bearer(cached.secret) })).statusCode, 200)
+  t.equal(
+    (await gw.app.inject({ url: `/v1/studios/${unreadStudioId}`, headers: bearer(cached.secret) })).statusCode,
+    200,
+  )
 })
 
 t.test('writes during an outage are 503 too, and nothing is half-written', { skip }, async (t) => {

@@ -76,6 +76,22 @@ t.test('studios, stream and sessions', async (t) => {
     t.same(res.json(), { id: ids[1], name: created[1]?.name, createdAt: created[1]?.createdAt })
   })
 
+  t.test('a studio its owner just read (kept in memory) is still a 404 for another account', async (t) => {
+    t.equal((await get(`/v1/studios/${theirStudio}`, theirs.secret)).statusCode, 200, 'read by its owner')
+    t.equal((await get(`/v1/studios/${theirStudio}`, theirs.secret)).statusCode, 200, 'again, from memory')
+    const res = await get(`/v1/studios/${theirStudio}`)
+    t.equal(res.statusCode, 404)
+    t.equal(errorOf(t, res).code, 'not_found')
+    t.equal((await get(`/v1/studios/${ids[2]}`, theirs.secret)).statusCode, 404, 'nor the reverse')
+  })
+
+  t.test('a studio created after a miss is found at once (misses are not remembered)', async (t) => {
+    const id = 'std_createdLater000001'
+    t.equal((await get(`/v1/studios/${id}`)).statusCode, 404)
+    await gw.store.studios.createStudio({ accountId: 'acct_mine', name: 'Later', id })
+    t.equal((await get(`/v1/studios/${id}`)).statusCode, 200)
+  })
+
   t.test('GET /v1/studios/{id}/stream of a new studio is offline', async (t) => {
     const res = await get(`/v1/studios/${ids[0]}/stream`)
     t.equal(res.statusCode, 200)

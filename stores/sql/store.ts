@@ -1,4 +1,5 @@
 import { type Kysely, type Selectable, sql } from 'kysely'
+import { LRUCache } from 'lru-cache'
 import { isScope, type Scope } from '../../lib/api-keys.js'
 import { cursorRejected } from '../../lib/cursor.js'
 import { newSessionId, newStudioId } from '../../lib/ids.js'
@@ -6,9 +7,20 @@ import type { Session, Stream, Studio } from '../../schemas/resources.js'
 import type { KeyRecord, Page, PageRequest, SqlStore, StudioRecord } from '../types.js'
 import type { ApiKeysTable, Database, SessionsTable, StreamsTable, StudiosTable } from './schema.js'
 
+/**
+ * Studios found by `getStudio`, kept in memory: the hot read of the API. A studio is never renamed,
+ * moved to another account nor deleted (the store only creates them), so an entry cannot go stale
+ * and other processes' writes (the CLI, other instances) cannot contradict it; only found studios
+ * are kept, so a studio created elsewhere is seen at once. The TTL and bound only cap memory.
+ */
+const STUDIO_CACHE_MAX = 10_000
+const STUDIO_CACHE_TTL_MS = 5 * 60_000
+
 /** The store over SQL, the same queries for SQLite and PostgreSQL (Kysely compiles each dialect). */
 export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect']): SqlStore {
   const now = () => new Date().toISOString()
+  // Keyed by account and id together: a studio is only ever found through its own account.
+  const foundStudios = new LRUCache<string, Studio>({ max: STUDIO_CACHE_MAX, ttl: STUDIO_CACHE_TTL_MS })
 
   async function ownedStudio(trx: Kysely<Database>, accountId: string, studioId: string) {
     return trx
@@ -95,6 +107,10 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
     },
 
     async getStudio({ accountId }, studioId) {
+      // Length-prefixed, so no pair of ids can spell another pair's key.
+      const cacheKey = `${accountId.length}:${accountId}${studioId}`
+      const cached = foundStudios.get(cacheKey)
+      if (cached) return cached
       if (!canBeStored(studioId)) return undefined
       const row = await db
         .selectFrom('studios')
@@ -102,7 +118,10 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
         .where('id', '=', studioId)
         .where('account_id', '=', accountId)
         .executeTakeFirst()
-      return row && toStudio(row)
+      if (!row) return undefined
+      const studio = toStudio(row)
+      foundStudios.set(cacheKey, studio)
+      return studio
     },
 
     async getStream({ accountId }, studioId) {
