@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module'
 import type { FastifyBaseLogger } from 'fastify'
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
 
 /**
  * The counters behind the rate limits: in memory per instance, or in Redis (REDIS_URL) so every
@@ -89,9 +89,11 @@ export interface RateLimitCountersOptions {
   readonly log: FastifyBaseLogger
 }
 
-export function createRateLimitCounters(options: RateLimitCountersOptions) {
+export async function createRateLimitCounters(options: RateLimitCountersOptions) {
   const { log } = options
-  const redis = options.redisUrl === undefined ? undefined : new Redis(options.redisUrl, REDIS_OPTIONS)
+  // ioredis is loaded only with REDIS_URL: without it, it would hold memory for nothing.
+  const redis =
+    options.redisUrl === undefined ? undefined : new (await import('ioredis')).Redis(options.redisUrl, REDIS_OPTIONS)
   const stats: RateLimitStats = {
     store: redis ? 'redis' : 'memory',
     redisReachable: redis ? true : null,
@@ -256,7 +258,7 @@ export function createRateLimitCounters(options: RateLimitCountersOptions) {
   }
 }
 
-export type RateLimitCounters = ReturnType<typeof createRateLimitCounters>
+export type RateLimitCounters = Awaited<ReturnType<typeof createRateLimitCounters>>
 
 /** A short reason, never the URL (it can hold a password). */
 function describe(error: unknown): string {

@@ -41,7 +41,7 @@ type Decision = Awaited<ReturnType<Check>>
  */
 export default fp<{ config: Config }>(
   async function rateLimits(app, { config }) {
-    const counters = createRateLimitCounters({
+    const counters = await createRateLimitCounters({
       redisUrl: config.redisUrl,
       keyPrefix: config.redisKeyPrefix,
       log: app.log,

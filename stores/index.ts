@@ -1,6 +1,4 @@
 import type { Config } from '../config.js'
-import { createUpstreamStudioService } from './http.js'
-import { openPostgresStore } from './postgres.js'
 import { openSqliteStore } from './sqlite.js'
 import type { SqlStore, StudioService } from './types.js'
 
@@ -9,9 +7,16 @@ export interface StoreOptions {
   readonly onConnectionError?: (error: Error) => void
 }
 
-/** The key and studio store the configuration names: PostgreSQL when DATABASE_URL is set, else SQLite. */
+/**
+ * The key and studio store the configuration names: PostgreSQL when DATABASE_URL is set, else SQLite.
+ * The PostgreSQL driver and the upstream's HTTP client are loaded only when configured: each
+ * costs megabytes of memory for the life of the process.
+ */
 export async function openStore(config: Config, options: StoreOptions = {}): Promise<SqlStore> {
-  if (config.databaseUrl !== undefined) return openPostgresStore(config.databaseUrl, options)
+  if (config.databaseUrl !== undefined) {
+    const { openPostgresStore } = await import('./postgres.js')
+    return openPostgresStore(config.databaseUrl, options)
+  }
   return openSqliteStore(config.dataDir)
 }
 
@@ -31,7 +36,10 @@ export async function openBackends(config: Config, options: StoreOptions = {}): 
   const upstream =
     config.upstreamUrl === undefined
       ? undefined
-      : createUpstreamStudioService({ url: config.upstreamUrl, timeoutMs: config.upstreamTimeoutMs })
+      : (await import('./http.js')).createUpstreamStudioService({
+          url: config.upstreamUrl,
+          timeoutMs: config.upstreamTimeoutMs,
+        })
   return {
     store,
     studios: upstream ?? store.studios,
