@@ -6,11 +6,13 @@ import { type DestinationStream, type Logger, pino } from 'pino'
 import type { Config } from './config.js'
 import { type CursorCodec, createCursorCodec } from './lib/cursor.js'
 import { createDependencyRegistry, type DependencyRegistry } from './lib/dependencies.js'
+import { createIdempotency } from './lib/idempotency.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
 import { createMetrics, type Metrics } from './lib/metrics.js'
 import accessLog from './plugins/access-log.js'
 import auth from './plugins/auth.js'
 import errors, { BODY_LIMIT, createClientErrorHandler, sendError, toApiError } from './plugins/errors.js'
+import idempotencyKeys from './plugins/idempotency.js'
 import loadShedding from './plugins/load-shedding.js'
 import metricsPlugin from './plugins/metrics.js'
 import openapi from './plugins/openapi.js'
@@ -22,7 +24,7 @@ import healthRoutes from './routes/health.js'
 import metricsRoutes from './routes/metrics.js'
 import v1Routes from './routes/v1/index.js'
 import { sharedSchemas } from './schemas/index.js'
-import type { KeyStore, StudioService } from './stores/types.js'
+import type { IdempotencyStore, KeyStore, StudioService } from './stores/types.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -41,6 +43,8 @@ export interface AppOptions {
   readonly config: Config
   readonly keys: KeyStore
   readonly studios: StudioService
+  /** Where answers of writes sent with an Idempotency-Key are kept (the key store's database). */
+  readonly idempotency: IdempotencyStore
   /** Signs pagination cursors; shared by every instance on one store. */
   readonly cursorSecret: Buffer
   /** Where log lines go; stdout when omitted. Ignored when `logger` is given. */
@@ -165,6 +169,17 @@ export async function buildApp(options: AppOptions) {
       scope.addHook('onRequest', app.rateLimiter.perKey)
       await scope.register(scopes)
       await scope.register(writeGate, { writesEnabled: config.writesEnabled })
+      await scope.register(idempotencyKeys, {
+        idempotency: createIdempotency({
+          store: options.idempotency,
+          // A write runs within the store's bounds (about 1 s) or UPSTREAM_TIMEOUT: a retry waits
+          // that long for a concurrent first request, and a claim older than a minute more than
+          // that was abandoned (its process died).
+          waitMs: config.upstreamTimeoutMs + 2000,
+          leaseMs: config.upstreamTimeoutMs + 60_000,
+          onPruneError: (err) => app.log.warn({ err }, 'could not delete expired Idempotency-Key records'),
+        }),
+      })
       await scope.register(v1Routes)
     },
     { prefix: '/v1' },

@@ -32,6 +32,7 @@ export async function serve(config: Config, out: NodeJS.WritableStream = process
     logger,
     keys: store.keys,
     studios: backends.studios,
+    idempotency: store.idempotency,
     cursorSecret: await cursorSecretOf(store),
     dependencyChecks: backends.checks,
   })

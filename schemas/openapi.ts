@@ -95,6 +95,11 @@ export const RESPONSE_HEADERS = {
     schema: { type: 'string' },
     example: 'Bearer realm="studio-gateway"',
   },
+  'Idempotent-Replayed': {
+    description:
+      '`true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key`, replayed rather than run again.',
+    schema: { type: 'string', enum: ['true'] },
+  },
   'Retry-After': { description: 'Seconds to wait before retrying.', schema: seconds },
   'RateLimit-Limit': { description: 'Requests allowed in the current window (IETF draft header).', schema: seconds },
   'RateLimit-Remaining': { description: 'Requests left in the current window.', schema: seconds },
@@ -142,6 +147,8 @@ export interface OperationFacts {
   readonly scope: Scope | undefined
   /** Whether the operation needs a key (every /v1 route). */
   readonly authenticated: boolean
+  /** A write: takes an Idempotency-Key, and its answers may be replays. */
+  readonly write: boolean
   /** Error statuses and the codes each can carry. */
   readonly errorCodes: ReadonlyMap<string, readonly ErrorCode[]>
 }
@@ -155,7 +162,15 @@ export function factsOf(route: RouteOptions): [string, OperationFacts] | undefin
     const codes = (response as Partial<ErrorResponseSchema>)[ERROR_CODES]
     if (codes) errorCodes.set(status, codes)
   }
-  return [schema.operationId, { scope: route.config?.scope, authenticated: route.url.startsWith('/v1/'), errorCodes }]
+  return [
+    schema.operationId,
+    {
+      scope: route.config?.scope,
+      authenticated: route.url.startsWith('/v1/'),
+      write: route.config?.write === true,
+      errorCodes,
+    },
+  ]
 }
 
 /**
@@ -180,7 +195,7 @@ function headersOf(required: Set<HeaderName>, optional: Set<HeaderName>, referen
 function successHeaders(facts: OperationFacts, referenced: Set<HeaderName>): Json {
   const required = new Set<HeaderName>(['X-Request-Id'])
   if (facts.authenticated) for (const name of ['X-Key-Scopes', ...RATE_LIMIT_HEADERS] as const) required.add(name)
-  return headersOf(required, new Set(), referenced)
+  return headersOf(required, new Set(facts.write ? ['Idempotent-Replayed'] : []), referenced)
 }
 
 function errorResponse(codes: readonly ErrorCode[], facts: OperationFacts, referenced: Set<HeaderName>): Json {
@@ -189,6 +204,8 @@ function errorResponse(codes: readonly ErrorCode[], facts: OperationFacts, refer
   const required = new Set<HeaderName>(['X-Request-Id', ...(facts.authenticated ? RATE_LIMIT_HEADERS : [])])
   const optional = new Set<HeaderName>(facts.authenticated ? ['X-Key-Scopes'] : [])
   if (facts.scope !== undefined) required.add('X-Accepted-Scopes')
+  // The one error a write stores for replay: what its handler answered.
+  if (facts.write && codes.includes('not_found')) optional.add('Idempotent-Replayed')
   for (const name of Object.keys(RESPONSE_HEADERS) as HeaderName[]) {
     if (carriedByAll(name)) required.add(name)
     else if (carriedByAny(name)) optional.add(name)
@@ -242,6 +259,14 @@ function acceptsNoBody(requestBody: Json): boolean {
   return members.some((member) => member.type === 'null')
 }
 
+/** Header parameters keep their usual spelling in the document (route schemas name them in lower case). */
+const HEADER_SPELLING: Record<string, string> = { 'idempotency-key': 'Idempotency-Key' }
+
+function spelled(parameter: Json): Json {
+  const name = parameter.in === 'header' ? HEADER_SPELLING[String(parameter.name)] : undefined
+  return name === undefined ? parameter : { ...parameter, name }
+}
+
 const METHODS = new Set(['get', 'put', 'post', 'delete', 'patch', 'options', 'head', 'trace'])
 
 /**
@@ -276,7 +301,10 @@ export function describeOperations(document: Json, facts: ReadonlyMap<string, Op
         tags,
         'x-required-scope': known.scope ?? null,
         security: securityOf(known),
-        parameters: [...((parameters as Json[] | undefined) ?? []), { $ref: '#/components/parameters/X-Request-Id' }],
+        parameters: [
+          ...((parameters as Json[] | undefined) ?? []).map(spelled),
+          { $ref: '#/components/parameters/X-Request-Id' },
+        ],
         ...rest,
         responses,
       }

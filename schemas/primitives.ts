@@ -1,4 +1,5 @@
 import { type SchemaOptions, Type } from '@sinclair/typebox'
+import { IDEMPOTENCY_KEY_PATTERN } from '../lib/idempotency.js'
 
 /** RFC 3339 UTC timestamps, as every time in the API is written. */
 export const Timestamp = Type.String({
@@ -38,6 +39,22 @@ export const PageQuery = Type.Object(
 
 export const NextCursor = Type.Union([Type.String(), Type.Null()], {
   description: 'Pass it as `cursor` to get the next page; null on the last page.',
+})
+
+/**
+ * The request headers of a write: an optional Idempotency-Key. Other headers are not this
+ * schema's business (additional properties allowed). In lower case, as Node gives header names:
+ * Fastify leaves the schema as it is with our own validator compiler.
+ */
+export const WriteHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      pattern: IDEMPOTENCY_KEY_PATTERN,
+      description:
+        'Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.',
+      examples: ['3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b'],
+    }),
+  ),
 })
 
 /** Routes without query parameters still declare it, so that an unknown one is refused. */

@@ -33,6 +33,7 @@ export async function generate(): Promise<Generated> {
       config: loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: dataDir }),
       keys: store.keys,
       studios: store.studios,
+      idempotency: store.idempotency,
       cursorSecret: Buffer.alloc(32),
     })
     await app.ready()

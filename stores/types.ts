@@ -95,11 +95,43 @@ export interface SettingsStore {
   getOrCreate(name: string, create: () => string): Promise<string>
 }
 
+/** What is kept of a write sent with an Idempotency-Key (see lib/idempotency.ts). */
+export interface IdempotencyRecord {
+  readonly fingerprint: string
+  /** Null while the first request with the key still runs (a claim); its answer's status after. */
+  readonly statusCode: number | null
+  /** The answer's body (JSON text), once stored. */
+  readonly body: string | null
+  readonly createdAt: string
+}
+
+/** Records of writes, by (API key id, Idempotency-Key). */
+export interface IdempotencyStore {
+  /**
+   * Inserts a claim unless a record exists (atomically: of two concurrent claims one wins).
+   * Answers `claimed` for the winner, else the record found (undefined if it vanished meanwhile).
+   */
+  claim(
+    keyId: string,
+    key: string,
+    fingerprint: string,
+    at: string,
+  ): Promise<{ claimed: true } | { claimed: false; record: IdempotencyRecord | undefined }>
+  /** Stores the answer of a claim made at `createdAt`. */
+  complete(keyId: string, key: string, createdAt: string, statusCode: number, body: string): Promise<void>
+  /** Removes the record if it is still the one made at `createdAt` (a released claim, an expired record). */
+  discard(keyId: string, key: string, createdAt: string): Promise<void>
+  find(keyId: string, key: string): Promise<IdempotencyRecord | undefined>
+  /** Deletes every record made before `before`; answers how many. */
+  prune(before: string): Promise<number>
+}
+
 export interface SqlStore {
   readonly dialect: 'sqlite' | 'postgres'
   readonly keys: KeyStore
   readonly studios: StudioService & StudioAdmin
   readonly settings: SettingsStore
+  readonly idempotency: IdempotencyStore
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>
   close(): Promise<void>

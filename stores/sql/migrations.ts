@@ -67,6 +67,27 @@ const migrations: Record<string, Migration> = {
         .execute()
     },
   },
+  '0002_idempotency': {
+    async up(db: Kysely<unknown>) {
+      // One row per (key, Idempotency-Key): claimed (status_code null) before the write runs,
+      // completed with the answer after. The primary key is what makes a claim atomic.
+      await db.schema
+        .createTable('idempotency_records')
+        .addColumn('key_id', 'text', (c) => c.notNull())
+        .addColumn('idempotency_key', 'text', (c) => c.notNull())
+        .addColumn('fingerprint', 'text', (c) => c.notNull())
+        .addColumn('status_code', 'integer')
+        .addColumn('body', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('idempotency_records_pk', ['key_id', 'idempotency_key'])
+        .execute()
+      await db.schema
+        .createIndex('idempotency_records_created')
+        .on('idempotency_records')
+        .column('created_at')
+        .execute()
+    },
+  },
 }
 
 function sqlStatusCheck() {

@@ -46,7 +46,19 @@ export interface SettingsTable {
   value: string
 }
 
+export interface IdempotencyRecordsTable {
+  key_id: string
+  idempotency_key: string
+  /** SHA-256 (hex) of what the request asked for: method, route, studio id and body. */
+  fingerprint: string
+  /** Null while the first request runs (a claim); the answer's status once it is stored. */
+  status_code: number | null
+  body: string | null
+  created_at: string
+}
+
 export interface Database {
+  idempotency_records: IdempotencyRecordsTable
   api_keys: ApiKeysTable
   studios: StudiosTable
   streams: StreamsTable

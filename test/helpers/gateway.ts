@@ -74,6 +74,7 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
     logger,
     keys: options.keys ? options.keys(store) : store.keys,
     studios: options.studios ? options.studios(store) : backends.studios,
+    idempotency: store.idempotency,
     cursorSecret: await cursorSecretOf(store),
     dependencyChecks: backends.checks,
   })

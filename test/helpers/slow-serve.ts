@@ -21,6 +21,7 @@ const app = await buildApp({
       return store.studios.getStudio(accountId, studioId)
     },
   },
+  idempotency: store.idempotency,
   cursorSecret: await cursorSecretOf(store),
   dependencyChecks: { sqlite: () => store.ping() },
 })

@@ -75,7 +75,7 @@ export interface paths {
         put?: never;
         /**
          * Go live
-         * @description Starts a broadcast and opens a session. Idempotent: while already live it answers 200 with the unchanged stream.
+         * @description Starts a broadcast and opens a session. Idempotent: while already live it answers 200 with the unchanged stream. Send an `Idempotency-Key` to retry safely: a retry gets the first answer back, even after a go-offline in between.
          */
         post: operations["goLive"];
         delete?: never;
@@ -95,7 +95,7 @@ export interface paths {
         put?: never;
         /**
          * Go offline
-         * @description Ends the broadcast and closes its session. Idempotent: while already offline it answers 200 with the unchanged stream.
+         * @description Ends the broadcast and closes its session. Idempotent: while already offline it answers 200 with the unchanged stream. Send an `Idempotency-Key` to retry safely: a retry gets the first answer back.
          */
         post: operations["goOffline"];
         delete?: never;
@@ -935,6 +935,11 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /**
+                 * @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.
+                 * @example 3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b
+                 */
+                "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
             };
@@ -962,6 +967,8 @@ export interface operations {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    /** @description `true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key`, replayed rather than run again. */
+                    "Idempotent-Replayed"?: "true";
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
@@ -1048,6 +1055,8 @@ export interface operations {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
                     "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    /** @description `true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key`, replayed rather than run again. */
+                    "Idempotent-Replayed"?: "true";
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
@@ -1163,6 +1172,11 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /**
+                 * @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.
+                 * @example 3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b
+                 */
+                "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
             };
@@ -1187,6 +1201,8 @@ export interface operations {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    /** @description `true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key`, replayed rather than run again. */
+                    "Idempotent-Replayed"?: "true";
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
@@ -1273,6 +1289,8 @@ export interface operations {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
                     "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    /** @description `true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key`, replayed rather than run again. */
+                    "Idempotent-Replayed"?: "true";
                     "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
                     "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
                     "RateLimit-Reset": components["headers"]["RateLimit-Reset"];

@@ -89,7 +89,7 @@ t.test('every operation, with pagination, through a listening gateway', async (t
     scopes: ['studio:read', 'stream:read', 'stream:golive'],
   })
 
-  // The gateway echoed each id the client sent, and ignored the Idempotency-Key it does not know yet.
+  // The gateway echoed each id the client sent; each write carried its own Idempotency-Key.
   const attempts = attemptsOf(h.events)
   const successes = h.events.filter((event) => event.type === 'success')
   t.equal(successes.length, attempts.length, 'every call succeeded at its first attempt')

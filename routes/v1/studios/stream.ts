@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { callContextOf } from '../../../plugins/auth.js'
 import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
-import { NoQuery, StudioIdParams } from '../../../schemas/primitives.js'
+import { NoQuery, StudioIdParams, WriteHeaders } from '../../../schemas/primitives.js'
 import { GoLiveBody, GoOfflineBody, Stream } from '../../../schemas/resources.js'
 import { studioNotFound } from './index.js'
 
@@ -47,10 +47,11 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'goLive',
         summary: 'Go live',
         description:
-          'Starts a broadcast and opens a session. Idempotent: while already live it answers 200 with the unchanged stream.',
+          'Starts a broadcast and opens a session. Idempotent: while already live it answers 200 with the unchanged stream. Send an `Idempotency-Key` to retry safely: a retry gets the first answer back, even after a go-offline in between.',
         tags: ['stream'],
         params: StudioIdParams,
         querystring: NoQuery,
+        headers: WriteHeaders,
         body: GoLiveBody,
         response: { 200: Type.Ref(Stream), ...writeErrors },
       },
@@ -71,10 +72,11 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'goOffline',
         summary: 'Go offline',
         description:
-          'Ends the broadcast and closes its session. Idempotent: while already offline it answers 200 with the unchanged stream.',
+          'Ends the broadcast and closes its session. Idempotent: while already offline it answers 200 with the unchanged stream. Send an `Idempotency-Key` to retry safely: a retry gets the first answer back.',
         tags: ['stream'],
         params: StudioIdParams,
         querystring: NoQuery,
+        headers: WriteHeaders,
         body: GoOfflineBody,
         response: { 200: Type.Ref(Stream), ...writeErrors },
       },
