@@ -127,8 +127,9 @@ export async function buildApp(options: AppOptions) {
     return503OnClosing: false,
     // A hop count is given to Fastify as a function: its types only take booleans and addresses.
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
-    // Long ids still reach the route (and its 404), rather than failing to match it.
-    routerOptions: { maxParamLength: 8192 },
+    // Long ids still reach the route (and its 404, with the route's headers), rather than failing
+    // to match it: Node's parser refuses a request line and headers over 16 KiB before routing.
+    routerOptions: { maxParamLength: 16 * 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   const validators = createValidators()

@@ -57,7 +57,8 @@ export function createContract(document: Json = parse(readFileSync(join(repoRoot
     const literal = template
       .split(/\{[^}]+\}/)
       .map((part) => part.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
-      .join('[^/]+')
+      // Fastify's router matches an empty parameter too (`/v1/studios//stream`): a studio id like any other.
+      .join('[^/]*')
     for (const method of METHODS) {
       const object = item[method] as Json | undefined
       if (object) operations.push({ method, template, pattern: new RegExp(`^${literal}$`), object })
