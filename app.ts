@@ -174,10 +174,10 @@ export async function buildApp(options: AppOptions) {
         idempotency: createIdempotency({
           store: options.idempotency,
           // A write runs within the store's bounds (about 1 s) or UPSTREAM_TIMEOUT: a retry waits
-          // that long for a concurrent first request, and a claim older than a minute more than
-          // that was abandoned (its process died).
+          // that long (and 2 s more) for a concurrent first request, and a claim 5 s older than
+          // that was abandoned (its process died, or could not release it during an outage).
           waitMs: config.upstreamTimeoutMs + 2000,
-          leaseMs: config.upstreamTimeoutMs + 60_000,
+          leaseMs: config.upstreamTimeoutMs + 5000,
           onPruneError: (err) => app.log.warn({ err }, 'could not delete expired Idempotency-Key records'),
         }),
       })

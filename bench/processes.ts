@@ -13,7 +13,8 @@ export const repoRoot = fileURLToPath(new URL('..', import.meta.url))
 
 const children = new Set<ChildProcess>()
 
-function track(child: ChildProcess): ChildProcess {
+/** Kills `child` with the others when the harness ends. */
+export function track(child: ChildProcess): ChildProcess {
   children.add(child)
   child.once('exit', () => children.delete(child))
   return child

@@ -3,7 +3,7 @@ import type { InjectOptions } from 'fastify'
 import type { Test } from 'tap'
 import { type App, buildApp, createLogger } from '../../app.js'
 import { type Config, loadConfig } from '../../config.js'
-import type { Scope } from '../../lib/api-keys.js'
+import { displayPrefix, type Scope } from '../../lib/api-keys.js'
 import { type MintKeyInput, mintKey } from '../../lib/mint-key.js'
 import { cursorSecretOf } from '../../server.js'
 import { openBackends } from '../../stores/index.js'
@@ -12,6 +12,34 @@ import { contract } from './contract.js'
 import { freshStoreEnv } from './database.js'
 
 export const allScopes: Scope[] = ['studio:read', 'stream:read', 'stream:golive']
+
+/**
+ * Every key secret minted in this test process (by `gw.key()`, or handed to `rememberSecret`).
+ * Each gateway's log is searched for all of them when it closes, across the whole suite.
+ */
+const mintedSecrets = new Set<string>()
+
+export function rememberSecret(secret: string): string {
+  mintedSecrets.add(secret)
+  return secret
+}
+
+/** A secret-shaped token that redaction (`sk_live_[redacted]`) left whole. */
+const KEY_SHAPED = /sk_live_[0-9A-Za-z]{8,}/
+
+/**
+ * What of a secret a log must never hold: the secret, its 32 random characters (a percent-encoded
+ * or otherwise re-encoded copy), and anything shaped like a key.
+ */
+export function secretsIn(text: string, secrets: Iterable<string> = mintedSecrets): string[] {
+  const found: string[] = []
+  for (const secret of secrets) {
+    if (text.includes(secret) || text.includes(secret.slice(8, 40))) found.push(displayPrefix(secret))
+  }
+  const shaped = KEY_SHAPED.exec(text)
+  if (shaped) found.push(`${shaped[0].slice(0, 12)}… (key-shaped)`)
+  return found
+}
 
 export interface GatewayOptions {
   /**
@@ -86,9 +114,11 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
     closed = true
     await app.close()
     await backends.close()
+    const leaked = secretsIn(logText())
+    if (leaked.length > 0) throw new Error(`a key secret reached the log of a test gateway: ${leaked.join(', ')}…`)
   }
-  t.teardown(close)
   const logText = () => chunks.join('')
+  t.teardown(close)
   return {
     app,
     store,
@@ -103,6 +133,7 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
     logText,
     async key(input = {}) {
       const { record, secret } = mintKey({ accountId: 'acct_test', scopes: allScopes, ...input })
+      rememberSecret(secret)
       await store.keys.insert(record)
       return { secret, id: record.id, accountId: record.accountId }
     },
