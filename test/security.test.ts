@@ -142,15 +142,16 @@ t.test('a request id cannot inject log lines or headers', async (t) => {
   t.equal(echoed.headers['x-request-id'], 'trace-1.2:3_4-5', 'a safe id is echoed as sent')
 })
 
-/** What an error message must never show: control characters, stack frames, paths, SQL, hosts. */
+/** What an error message must never show (control characters aside): stack frames, paths, SQL, hosts. */
 const INTERNAL = [
-  /[\u0000-\u001f\u007f]/,
   /\bat .+:\d+:\d+/,
   /node_modules|\/work\/|\.ts\b|\.js\b/,
   /select |insert |sqlite|postgres|kysely|SQLITE_|ECONN/i,
   /127\.0\.0\.1|localhost/,
   /hunter2/,
 ]
+
+const hasControlCharacter = (text: string) => [...text].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)
 
 t.test('error messages never echo raw input unescaped, nor internal details', async (t) => {
   const gw = await startGateway(t, { env: { WRITES_ENABLED: 'true' } })
@@ -195,6 +196,7 @@ t.test('error messages never echo raw input unescaped, nor internal details', as
     const { message } = errorOf(t, res)
     t.ok(message.length <= 300, 'the message is bounded')
     t.notOk(message.includes('<script>"'), 'raw input is not echoed as sent')
+    t.notOk(hasControlCharacter(message), 'no control character')
     for (const pattern of INTERNAL) t.notMatch(message, pattern, `no ${pattern}`)
   }
 
