@@ -39,6 +39,7 @@ const MAX_CACHED_KEYS = 10_000
 
 export function createKeyVerifier(options: KeyVerifierOptions) {
   const { keys, ttlMs, lookupTimeoutMs = 500, touchIntervalMs = 60_000 } = options
+  // Keyed by the secret as presented (see verify).
   const cache =
     ttlMs > 0 ? new LRUCache<string, CacheEntry>({ max: MAX_CACHED_KEYS, ttl: ttlMs, ttlAutopurge: false }) : undefined
   const stats = { hits: 0, misses: 0 }
@@ -83,17 +84,21 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
       if (secret === undefined) {
         throw invalidKey('no API key sent: use the header Authorization: Bearer sk_live_… or X-API-Key: sk_live_…')
       }
-      if (!isWellFormedKey(secret)) {
-        throw invalidKey('the API key is malformed: expected sk_live_ and 38 letters or digits, with a valid checksum')
-      }
-      const hash = hashKey(secret)
-      let entry = cache?.get(hash)
+      // The hot path is one lookup by the presented secret: its checksum and SHA-256 are computed
+      // only on a miss. Only well-formed secrets are kept, each for at most the TTL, in this
+      // process's memory only (never logged, never in a message).
+      let entry = cache?.get(secret)
       if (entry) {
         stats.hits++
       } else {
+        if (!isWellFormedKey(secret)) {
+          throw invalidKey(
+            'the API key is malformed: expected sk_live_ and 38 letters or digits, with a valid checksum',
+          )
+        }
         stats.misses++
-        entry = entryFor(await lookup(hash))
-        cache?.set(hash, entry, entry.key ? undefined : { ttl: Math.min(ttlMs, NEGATIVE_TTL_MS) })
+        entry = entryFor(await lookup(hashKey(secret)))
+        cache?.set(secret, entry, entry.key ? undefined : { ttl: Math.min(ttlMs, NEGATIVE_TTL_MS) })
       }
       const key = entry.key
       if (!key) throw invalidKey('the API key is not recognised')
