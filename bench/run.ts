@@ -156,6 +156,13 @@ function gatewayEnv(scenario: Scenario, dataDir: string): Record<string, string>
   }
 }
 
+/**
+ * The node flags the gateway is deployed with (README, "Running in production"; `npm start`): a
+ * young generation of 4 MB semi-spaces instead of 16 keeps the RSS peak under load ~25 MB lower
+ * for ~1.5 µs more GC per request. --gateway-node-args comes after them, so it can override them.
+ */
+const PRODUCTION_NODE_FLAGS = ['--max-semi-space-size=4']
+
 async function startGateway(
   scenario: Scenario,
   dataDir: string,
@@ -164,7 +171,7 @@ async function startGateway(
 ): Promise<Server> {
   return startServer({
     name: 'gateway',
-    args: [...settings.gatewayNodeArgs, ...nodeArgs, 'bin/studio-gateway.js', 'serve'],
+    args: [...PRODUCTION_NODE_FLAGS, ...settings.gatewayNodeArgs, ...nodeArgs, 'bin/studio-gateway.js', 'serve'],
     env: gatewayEnv(scenario, dataDir),
     port: await freePort(),
   })
@@ -477,7 +484,8 @@ async function main() {
           `Load: autocannon ${packageVersion('autocannon')} in its own process, ${settings.connections} connections, ` +
             `pipelining 1, ${settings.warmupS} s warm-up per server, then ${settings.rounds} rounds of ${settings.durationS} s ` +
             'per server, alternating gateway / bare. Latencies are recorded by the harness in 10 µs buckets.',
-          'Gateway: `node bin/studio-gateway.js serve` (compiled dist/), embedded SQLite store in a fresh temporary ' +
+          `Gateway: \`node ${PRODUCTION_NODE_FLAGS.join(' ')} bin/studio-gateway.js serve\` (compiled dist/; the flags ` +
+            'of the production start command), embedded SQLite store in a fresh temporary ' +
             'DATA_DIR, NODE_ENV=production, RATE_LIMIT_MAX and RATE_LIMIT_UNAUTH_MAX 1 000 000 000 per minute; its ' +
             'stdout (the access log at info) is a pipe the harness drains and discards.',
           `Bare: Fastify ${packageVersion('fastify')}, logger off, one route answering the body the gateway gave for ` +
