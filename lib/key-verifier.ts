@@ -33,6 +33,18 @@ export interface KeyVerifierOptions {
   readonly onTouchError?: (error: unknown) => void
 }
 
+/**
+ * The refusals, built once: they carry nothing of the request (the envelope adds the request id),
+ * and a rejected key must be cheap to answer, so no error object is made per request.
+ */
+const refusals = {
+  missing: invalidKey('no API key sent: use the header Authorization: Bearer sk_live_… or X-API-Key: sk_live_…'),
+  malformed: invalidKey('the API key is malformed: expected sk_live_ and 38 letters or digits, with a valid checksum'),
+  unknown: invalidKey('the API key is not recognised'),
+  revoked: invalidKey('the API key has been revoked'),
+  expired: invalidKey('the API key has expired'),
+}
+
 /** Unknown keys are remembered for at most this long, so a key minted a moment ago works soon. */
 const NEGATIVE_TTL_MS = 5000
 const MAX_CACHED_KEYS = 10_000
@@ -76,40 +88,46 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
     }
   }
 
+  /** The key of a cache entry, unless it is unknown, revoked or expired; records the use now and then. */
+  function accept(entry: CacheEntry): VerifiedKey {
+    const key = entry.key
+    if (!key) throw refusals.unknown
+    if (entry.revoked) throw refusals.revoked
+    const now = Date.now()
+    if (now >= entry.expiresAtMs) throw refusals.expired
+    if (now - entry.lastTouchMs >= touchIntervalMs) {
+      entry.lastTouchMs = now
+      keys.touch(key.id, new Date(now).toISOString()).catch((error) => options.onTouchError?.(error))
+    }
+    return key
+  }
+
   return {
     stats,
 
-    /** The key a secret stands for; throws `invalid_key` (401) or `unavailable` (503). */
-    async verify(secret: string | undefined): Promise<VerifiedKey> {
-      if (secret === undefined) {
-        throw invalidKey('no API key sent: use the header Authorization: Bearer sk_live_… or X-API-Key: sk_live_…')
-      }
+    /**
+     * The key a secret stands for: at once when the cache knows the secret, else a promise of it
+     * once the store has answered. A refusal the cache or the key's shape decides is thrown at
+     * once (`invalid_key`, 401), so rejecting a known-bad key costs no promise; the promise
+     * rejects with `invalid_key` or `unavailable` (503).
+     */
+    verify(secret: string | undefined): VerifiedKey | Promise<VerifiedKey> {
+      if (secret === undefined) throw refusals.missing
       // The hot path is one lookup by the presented secret: its checksum and SHA-256 are computed
       // only on a miss. Only well-formed secrets are kept, each for at most the TTL, in this
       // process's memory only (never logged, never in a message).
-      let entry = cache?.get(secret)
-      if (entry) {
+      const cached = cache?.get(secret)
+      if (cached) {
         stats.hits++
-      } else {
-        if (!isWellFormedKey(secret)) {
-          throw invalidKey(
-            'the API key is malformed: expected sk_live_ and 38 letters or digits, with a valid checksum',
-          )
-        }
-        stats.misses++
-        entry = entryFor(await lookup(hashKey(secret)))
+        return accept(cached)
+      }
+      if (!isWellFormedKey(secret)) throw refusals.malformed
+      stats.misses++
+      return lookup(hashKey(secret)).then((record) => {
+        const entry = entryFor(record)
         cache?.set(secret, entry, entry.key ? undefined : { ttl: Math.min(ttlMs, NEGATIVE_TTL_MS) })
-      }
-      const key = entry.key
-      if (!key) throw invalidKey('the API key is not recognised')
-      if (entry.revoked) throw invalidKey('the API key has been revoked')
-      const now = Date.now()
-      if (now >= entry.expiresAtMs) throw invalidKey('the API key has expired')
-      if (now - entry.lastTouchMs >= touchIntervalMs) {
-        entry.lastTouchMs = now
-        keys.touch(key.id, new Date(now).toISOString()).catch((error) => options.onTouchError?.(error))
-      }
-      return key
+        return accept(entry)
+      })
     },
 
     /** Forgets every cached verification (tests, and after a revocation in this process). */

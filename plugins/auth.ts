@@ -61,7 +61,9 @@ export default fp<AuthOptions>(
       reply.header('cache-control', 'no-store')
       let key: VerifiedKey
       try {
-        key = await verifier.verify(credentialOf(request))
+        // A cached key (or a refusal) comes back at once: awaited only when the store is asked.
+        const verified = verifier.verify(credentialOf(request))
+        key = verified instanceof Promise ? await verified : verified
       } catch (error) {
         await onRejected?.(request, reply, error)
         throw error

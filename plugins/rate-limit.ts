@@ -29,6 +29,13 @@ export interface RateLimiter {
 }
 
 type Budget = keyof RateLimitStats['rejected']
+
+/**
+ * The client IP a failure budget is kept for: IPv6 addresses by their /64 (normalizeIP, as the
+ * plugin does), IPv4 as is. An IPv4 address is already in normal form; telling it apart by its
+ * lack of a colon skips normalizeIP's IPv6 regular expression on every refused request.
+ */
+const clientAddress = (ip: string) => (ip.includes(':') ? normalizeIP(ip) : ip)
 type Check = ReturnType<FastifyRequest['server']['createRateLimit']>
 type Decision = Awaited<ReturnType<Check>>
 
@@ -65,7 +72,7 @@ export default fp<{ config: Config }>(
       timeWindow: (request) => callerOf(request).rateLimit?.windowMs ?? windowMs,
     })
     const ipBudget = app.createRateLimit({
-      keyGenerator: (request) => `ip:${normalizeIP(request.ip)}`,
+      keyGenerator: (request) => `ip:${clientAddress(request.ip)}`,
       max: config.rateLimit.unauthMax,
       timeWindow: windowMs,
     })
