@@ -1,8 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { invalidRequest } from '../lib/errors.js'
+import { ApiError, invalidRequest } from '../lib/errors.js'
 import type { KeyVerifier, VerifiedKey } from '../lib/key-verifier.js'
 import type { CallContext } from '../stores/types.js'
+import { sendError } from './errors.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -49,6 +50,17 @@ export interface AuthOptions {
 }
 
 /**
+ * Answers an expected refusal (401 invalid_key, or the 429 of the IP's failure budget) from the
+ * hook itself, in the envelope, rather than through Fastify's error path: a rejected key must be
+ * cheap to answer. Anything else (503 unavailable, a bug) goes to the error handler, which logs it.
+ */
+function refuse(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
+  if (!(error instanceof ApiError) || (error.code !== 'invalid_key' && error.code !== 'rate_limited')) throw error
+  sendError(request, reply, error)
+  return reply
+}
+
+/**
  * Authenticates every request of the scope it is registered in (the /v1 scope): 401 invalid_key,
  * or 503 unavailable when verification cannot be done. Answers carry X-Key-Scopes once the key is
  * known and are never cached by intermediaries.
@@ -65,8 +77,12 @@ export default fp<AuthOptions>(
         const verified = verifier.verify(credentialOf(request))
         key = verified instanceof Promise ? await verified : verified
       } catch (error) {
-        await onRejected?.(request, reply, error)
-        throw error
+        try {
+          await onRejected?.(request, reply, error)
+        } catch (limited) {
+          return refuse(request, reply, limited)
+        }
+        return refuse(request, reply, error)
       }
       request.apiKey = key
       reply.header('x-key-scopes', key.scopesHeader)
