@@ -1,3 +1,4 @@
+import type { onSendHookHandler, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { ApiError, type ErrorCode, errorCatalog } from '../lib/errors.js'
 import { type Claim, fingerprintOf, type Idempotency, REPLAYED_HEADER } from '../lib/idempotency.js'
@@ -19,9 +20,9 @@ export default fp<{ idempotency: Idempotency }>(
   async function idempotencyKeys(app, { idempotency }) {
     app.decorateRequest('idempotencyClaim', null)
 
-    app.addHook('preHandler', async (request, reply) => {
+    const claimOrReplay: preHandlerAsyncHookHandler = async (request, reply) => {
       const key = request.headers['idempotency-key']
-      if (request.routeOptions.config.write !== true || typeof key !== 'string') return
+      if (typeof key !== 'string') return
       const { studioId } = request.params as { studioId: string }
       const fingerprint = fingerprintOf(request.method, request.routeOptions.url ?? '', studioId, request.body)
       const outcome = await idempotency.begin(callerOf(request).id, key, fingerprint)
@@ -33,9 +34,9 @@ export default fp<{ idempotency: Idempotency }>(
       // A stored error is raised again, so that it carries this request's id, not the first one's.
       if (outcome.statusCode >= 400) throw replayedError(outcome.body)
       return reply.code(outcome.statusCode).type('application/json; charset=utf-8').send(outcome.body)
-    })
+    }
 
-    app.addHook('onSend', async (request, reply, payload) => {
+    const storeAnswer: onSendHookHandler = async (request, reply, payload) => {
       const claim = request.idempotencyClaim
       if (claim === null) return payload
       request.idempotencyClaim = null
@@ -48,6 +49,14 @@ export default fp<{ idempotency: Idempotency }>(
         request.log.warn({ err }, 'could not store the answer of an Idempotency-Key request')
       }
       return payload
+    }
+
+    // Route hooks of the write routes only: reads (the hot path) pay for neither. Route-level
+    // preHandlers run after the scope's, so after the write gate.
+    app.addHook('onRoute', (route) => {
+      if (route.config?.write !== true) return
+      route.preHandler = [...asArray(route.preHandler), claimOrReplay]
+      route.onSend = [...asArray(route.onSend), storeAnswer]
     })
   },
   { name: 'idempotency', dependencies: ['auth'] },
@@ -56,4 +65,9 @@ export default fp<{ idempotency: Idempotency }>(
 function replayedError(body: string): ApiError {
   const { error } = JSON.parse(body) as { error: { code: ErrorCode; message: string } }
   return new ApiError(error.code in errorCatalog ? error.code : 'internal', error.message)
+}
+
+function asArray<T>(hooks: T | T[] | undefined): T[] {
+  if (hooks === undefined) return []
+  return Array.isArray(hooks) ? hooks : [hooks]
 }
