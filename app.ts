@@ -6,32 +6,36 @@ import { type DestinationStream, type Logger, pino } from 'pino'
 import type { Config } from './config.js'
 import { type CursorCodec, createCursorCodec } from './lib/cursor.js'
 import { createDependencyRegistry, type DependencyRegistry } from './lib/dependencies.js'
+import { BODY_LIMIT, toApiError } from './lib/errors.js'
 import { createIdempotency } from './lib/idempotency.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
 import { createMetrics, type Metrics } from './lib/metrics.js'
+import v1Pipeline from './pipeline/index.js'
+import { loadMonitor } from './pipeline/load-shedding.js'
+import requestId, { genReqId } from './pipeline/request-id.js'
 import accessLog from './plugins/access-log.js'
-import auth from './plugins/auth.js'
-import errors, { BODY_LIMIT, createClientErrorHandler, sendError, toApiError } from './plugins/errors.js'
-import idempotencyKeys from './plugins/idempotency.js'
-import loadShedding from './plugins/load-shedding.js'
+import bodyParser from './plugins/body-parser.js'
+import errorHandler, { createClientErrorHandler, sendError } from './plugins/error-handler.js'
 import metricsPlugin from './plugins/metrics.js'
 import openapi from './plugins/openapi.js'
 import rateLimits from './plugins/rate-limit.js'
-import requestId, { genReqId } from './plugins/request-id.js'
-import scopes from './plugins/scopes.js'
-import writeGate from './plugins/write-gate.js'
 import healthRoutes from './routes/health.js'
 import metricsRoutes from './routes/metrics.js'
 import v1Routes from './routes/v1/index.js'
 import { sharedSchemas } from './schemas/index.js'
-import type { IdempotencyStore, KeyStore, StudioService } from './stores/types.js'
+import { openBackends } from './stores/index.js'
+import type { KeyStore, SqlStore, StudioService } from './stores/types.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
+    readonly config: Config
+    /** The gateway's own store: keys, the cursor secret, Idempotency-Key records (and studios without an upstream). */
+    readonly store: SqlStore
+    /** Where studios come from: the store, or the upstream studio service (UPSTREAM_URL). */
     readonly studios: StudioService
     readonly cursors: CursorCodec
+    /** Verifies the keys of /v1 requests, with its cache. */
     readonly keyVerifier: KeyVerifier
-    readonly config: Config
     /** External dependencies and their checks (readiness, operators). */
     readonly dependencies: DependencyRegistry
     /** Prometheus metrics: named counters other plugins call, and the registry behind /metrics. */
@@ -39,20 +43,12 @@ declare module 'fastify' {
   }
 }
 
-export interface AppOptions {
-  readonly config: Config
-  readonly keys: KeyStore
-  readonly studios: StudioService
-  /** Where answers of writes sent with an Idempotency-Key are kept (the key store's database). */
-  readonly idempotency: IdempotencyStore
-  /** Signs pagination cursors; shared by every instance on one store. */
-  readonly cursorSecret: Buffer
-  /** Where log lines go; stdout when omitted. Ignored when `logger` is given. */
+/** What a caller may replace when building the app (tests: a failing store, a slow studio service). */
+export interface AppOverrides {
+  /** Where log lines go; stdout when omitted. */
   readonly logStream?: DestinationStream
-  /** The logger, when the caller already made one (to share it with the stores it opened). */
-  readonly logger?: Logger
-  /** Checks of the dependencies the caller opened (e.g. the key store's ping), by name. */
-  readonly dependencyChecks?: Record<string, () => Promise<void>>
+  readonly keys?: (store: SqlStore) => KeyStore
+  readonly studios?: (store: SqlStore, studios: StudioService) => StudioService
 }
 
 /** Secrets must never reach a log line, whatever object ends up logged. */
@@ -71,7 +67,7 @@ const REDACTED_PATHS = [
  * default is one blocking write(2) per line, a syscall per request at info). pino writes what is
  * still queued when the process exits.
  */
-export function createLogger(level: Config['logLevel'], stream?: DestinationStream): Logger {
+function createLogger(level: Config['logLevel'], stream?: DestinationStream): Logger {
   const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
   return pino(options, stream ?? pino.destination({ dest: 1, sync: false }))
 }
@@ -96,16 +92,40 @@ function trustHops(hops: number) {
   return (_address: string, hop: number) => hop < hops
 }
 
-/** Builds the whole gateway, not listening: the server, the tests and the OpenAPI generator share it. */
-export async function buildApp(options: AppOptions) {
-  const { config } = options
-  const logger = options.logger ?? createLogger(config.logLevel, options.logStream)
+/**
+ * Builds the whole gateway from its configuration, not listening: the server, the tests and the
+ * OpenAPI generator all call this. It opens the store the configuration names (and the upstream
+ * studio service), which the app closes when it closes.
+ */
+export async function buildApp(config: Config, overrides: AppOverrides = {}) {
+  const logger = createLogger(config.logLevel, overrides.logStream)
+  const backends = await openBackends(config, {
+    onConnectionError: (err) => logger.warn({ err }, 'a pooled database connection failed; it will be replaced'),
+  })
+  try {
+    return await assemble(config, logger, backends, overrides)
+  } catch (error) {
+    await backends.close()
+    throw error
+  }
+}
+
+async function assemble(
+  config: Config,
+  logger: Logger,
+  backends: Awaited<ReturnType<typeof openBackends>>,
+  overrides: AppOverrides,
+) {
+  const { store } = backends
+  const keys = overrides.keys?.(store) ?? store.keys
+  const studios = overrides.studios?.(store, backends.studios) ?? backends.studios
   const keyVerifier = createKeyVerifier({
-    keys: options.keys,
+    keys,
     ttlMs: config.keyCacheTtlMs,
-    onTouchError: (error) => app.log.warn({ err: error }, 'could not record a key use'),
+    onTouchError: (error) => logger.warn({ err: error }, 'could not record a key use'),
   })
   const metrics = createMetrics({ keyCache: keyVerifier.stats })
+
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     genReqId,
@@ -131,6 +151,7 @@ export async function buildApp(options: AppOptions) {
     // to match it: Node's parser refuses a request line and headers over 16 KiB before routing.
     routerOptions: { maxParamLength: 16 * 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>()
+  app.addHook('onClose', () => backends.close())
 
   const validators = createValidators()
   app.setValidatorCompiler(({ schema, httpPart }) =>
@@ -139,52 +160,47 @@ export async function buildApp(options: AppOptions) {
   for (const schema of sharedSchemas) app.addSchema(schema)
 
   app.decorate('config', config)
-  app.decorate('studios', options.studios)
-  app.decorate('cursors', createCursorCodec(options.cursorSecret))
+  app.decorate('store', store)
+  app.decorate('studios', studios)
+  app.decorate('cursors', createCursorCodec(backends.cursorSecret))
   app.decorate('keyVerifier', keyVerifier)
   app.decorate('metrics', metrics)
   const dependencies = createDependencyRegistry({ onResult: metrics.dependencyChecked })
-  for (const [name, check] of Object.entries(options.dependencyChecks ?? {})) dependencies.register(name, check)
+  for (const [name, check] of Object.entries(backends.checks)) dependencies.register(name, check)
   app.decorate('dependencies', dependencies)
-  app.decorateRequest('apiKey', null)
 
+  // Infrastructure: what every answer needs, then the limiter and the load monitor.
   await app.register(metricsPlugin)
   await app.register(requestId)
+  await app.register(errorHandler, { onUnknownRoute: (request, reply) => app.rateLimiter.unknownRoute(request, reply) })
+  await app.register(bodyParser)
+  await app.register(accessLog)
   await app.register(rateLimits, { config })
   metrics.readRateLimitFrom(app.rateLimitStats)
-  await app.register(errors, { onUnknownRoute: app.rateLimiter.unknownRoute })
-  await app.register(accessLog)
+  await app.register(loadMonitor, { thresholds: config.shedding })
   // After the hooks every answer needs (the explorer's pages carry X-Request-Id too), before the
   // routes it describes.
   await app.register(openapi)
 
+  // The order of checks of /v1 routes (pipeline/index.ts), then the routes.
+  await app.register(v1Pipeline, {
+    verifier: keyVerifier,
+    writesEnabled: config.writesEnabled,
+    idempotency: createIdempotency({
+      store: store.idempotency,
+      // A write runs within the store's bounds (about 1 s) or UPSTREAM_TIMEOUT: a retry waits
+      // that long (and 2 s more) for a concurrent first request, and a claim 5 s older than
+      // that was abandoned (its process died, or could not release it during an outage).
+      waitMs: config.upstreamTimeoutMs + 2000,
+      leaseMs: config.upstreamTimeoutMs + 5000,
+      onPruneError: (err) => logger.warn({ err }, 'could not delete expired Idempotency-Key records'),
+    }),
+  })
+  await app.register(v1Routes, { prefix: '/v1' })
+
   // Operators' endpoints: outside /v1, so no key, no rate limit and no load shedding.
   await app.register(healthRoutes)
   await app.register(metricsRoutes)
-
-  await app.register(
-    async function v1(scope) {
-      // The order of checks for a /v1 request: load → key → rate limit → scope → validation → write gate.
-      await scope.register(loadShedding, { thresholds: config.shedding, beforeRefusing: app.rateLimiter.refused })
-      await scope.register(auth, { verifier: keyVerifier, onRejected: app.rateLimiter.refused })
-      scope.addHook('onRequest', app.rateLimiter.perKey)
-      await scope.register(scopes)
-      await scope.register(writeGate, { writesEnabled: config.writesEnabled })
-      await scope.register(idempotencyKeys, {
-        idempotency: createIdempotency({
-          store: options.idempotency,
-          // A write runs within the store's bounds (about 1 s) or UPSTREAM_TIMEOUT: a retry waits
-          // that long (and 2 s more) for a concurrent first request, and a claim 5 s older than
-          // that was abandoned (its process died, or could not release it during an outage).
-          waitMs: config.upstreamTimeoutMs + 2000,
-          leaseMs: config.upstreamTimeoutMs + 5000,
-          onPruneError: (err) => app.log.warn({ err }, 'could not delete expired Idempotency-Key records'),
-        }),
-      })
-      await scope.register(v1Routes)
-    },
-    { prefix: '/v1' },
-  )
 
   return app
 }

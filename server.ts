@@ -1,42 +1,25 @@
-import { randomBytes } from 'node:crypto'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
-import { buildApp, createLogger } from './app.js'
+import { buildApp } from './app.js'
 import type { Config } from './config.js'
 import { DEMO_ACCOUNT, DEMO_STUDIOS, seedDemo } from './lib/demo-seed.js'
-import { openBackends } from './stores/index.js'
-import type { SqlStore } from './stores/types.js'
 
 /** How often idle keep-alive connections are closed while shutting down. */
 const IDLE_SWEEP_INTERVAL_MS = 50
 
-/** The secret that signs pagination cursors: kept in the store so every instance on it agrees. */
-export async function cursorSecretOf(store: SqlStore): Promise<Buffer> {
-  const encoded = await store.settings.getOrCreate('cursor_secret', () => randomBytes(32).toString('base64url'))
-  return Buffer.from(encoded, 'base64url')
-}
-
 /**
- * Opens the store (and the upstream studio service when configured), seeds the demo on a first
- * start of the embedded store, listens, and closes gracefully on a signal.
+ * Builds the app from the configuration, seeds the demo on a first start of the embedded store,
+ * listens, and closes gracefully on a signal.
  */
 export async function serve(config: Config, out: NodeJS.WritableStream = process.stdout): Promise<FastifyInstance> {
-  const logger = createLogger(config.logLevel)
-  const backends = await openBackends(config, {
-    onConnectionError: (err) => logger.warn({ err }, 'a pooled database connection failed; it will be replaced'),
-  })
-  const { store } = backends
-  const demoSecret = !config.production && store.dialect === 'sqlite' ? await seedDemo(store) : undefined
-  const app = await buildApp({
-    config,
-    logger,
-    keys: store.keys,
-    studios: backends.studios,
-    idempotency: store.idempotency,
-    cursorSecret: await cursorSecretOf(store),
-    dependencyChecks: backends.checks,
-  })
-  app.addHook('onClose', async () => backends.close())
+  const app = await buildApp(config)
+  let demoSecret: string | undefined
+  try {
+    demoSecret = !config.production && app.store.dialect === 'sqlite' ? await seedDemo(app.store) : undefined
+  } catch (error) {
+    await app.close()
+    throw error
+  }
   const address = await listenGracefully(app, config)
   if (demoSecret !== undefined) out.write(demoBanner(address, demoSecret))
   return app

@@ -9,7 +9,7 @@ import { randomBase62, toBase62 } from './ids.js'
 export const KEY_PREFIX = 'sk_live_'
 const BODY_LENGTH = 32
 const CHECKSUM_LENGTH = 6
-export const KEY_LENGTH = KEY_PREFIX.length + BODY_LENGTH + CHECKSUM_LENGTH
+const KEY_LENGTH = KEY_PREFIX.length + BODY_LENGTH + CHECKSUM_LENGTH
 const KEY_SHAPE = /^sk_live_[0-9A-Za-z]{38}$/
 /** How many characters of a key are kept and shown to identify it (`sk_live_` + 4). */
 const DISPLAY_PREFIX_LENGTH = KEY_PREFIX.length + 4
@@ -40,7 +40,26 @@ export const displayPrefix = (secret: string) => secret.slice(0, DISPLAY_PREFIX_
 
 /** Anything shaped like one of our keys, so it can be scrubbed from logs and messages. */
 const KEY_LIKE = /sk_live_[0-9A-Za-z]*/g
+const PERCENT = /%([0-9A-Fa-f]{2})/g
 
+/** Percent-decoding that never throws: a sequence that is not an escape stays as it is. */
+const percentDecode = (text: string) =>
+  text.replace(PERCENT, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
+
+/**
+ * `text` with every key-shaped value replaced by `sk_live_[redacted]`, including keys written
+ * percent-encoded (`sk%5Flive%5F…`, or encoded twice): when a decoding of the text holds a key,
+ * the decoded text is what is returned, scrubbed.
+ */
 export function redactKeys(text: string): string {
-  return text.includes(KEY_PREFIX) ? text.replace(KEY_LIKE, `${KEY_PREFIX}[redacted]`) : text
+  let current = text
+  // Three rounds cover a key encoded up to three times; each round only shortens the text.
+  for (let round = 0; round < 4; round++) {
+    if (current.includes(KEY_PREFIX)) return current.replace(KEY_LIKE, `${KEY_PREFIX}[redacted]`)
+    if (round === 3 || !current.includes('%')) break
+    const decoded = percentDecode(current)
+    if (decoded === current) break
+    current = decoded
+  }
+  return text
 }

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { invalidRequest } from './errors.js'
+import { cursorRejected } from './errors.js'
 
 /**
  * Opaque, signed pagination cursors. The payload is the position where the page ended, as the
@@ -18,12 +18,6 @@ const TAG_BYTES = 16
 
 const b64url = (buffer: Buffer) => buffer.toString('base64url')
 
-/** The answer to any cursor this API did not issue for this list. */
-export const cursorRejected = () =>
-  invalidRequest(
-    'querystring parameter "cursor" is not valid for this list: use the nextCursor of a previous page unchanged',
-  )
-
 export function createCursorCodec(secret: Buffer) {
   const tagOf = (identity: ListIdentity, payload: string) =>
     createHmac('sha256', secret)
@@ -37,14 +31,23 @@ export function createCursorCodec(secret: Buffer) {
       return `${payload}.${b64url(tagOf(identity, payload))}`
     },
 
-    /** The position a cursor stands for; throws `invalid_request` when it was not issued for this list. */
+    /**
+     * The position a cursor stands for; throws `invalid_request` unless it is exactly a string
+     * issued for this list. Node's base64 decoders skip what they do not expect (padding, spaces,
+     * the other alphabet), so both parts must re-encode to the very text sent.
+     */
     decode(identity: ListIdentity, cursor: string): string {
       const dot = cursor.indexOf('.')
       if (dot <= 0) throw cursorRejected()
       const payload = cursor.slice(0, dot)
-      const tag = Buffer.from(cursor.slice(dot + 1), 'base64url')
-      if (tag.length !== TAG_BYTES || !timingSafeEqual(tag, tagOf(identity, payload))) throw cursorRejected()
-      return Buffer.from(payload, 'base64url').toString('utf8')
+      const sentTag = cursor.slice(dot + 1)
+      const tag = Buffer.from(sentTag, 'base64url')
+      if (tag.length !== TAG_BYTES || b64url(tag) !== sentTag) throw cursorRejected()
+      if (!timingSafeEqual(tag, tagOf(identity, payload))) throw cursorRejected()
+      const position = Buffer.from(payload, 'base64url')
+      // Signed, so issued by us; checked anyway, so that only one spelling of a cursor exists.
+      if (b64url(position) !== payload) throw cursorRejected()
+      return position.toString('utf8')
     },
   }
 }

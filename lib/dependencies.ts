@@ -1,3 +1,5 @@
+import { withDeadline } from './deadline.js'
+
 /**
  * The external dependencies of a running gateway (the key store, Redis, the upstream studio
  * service), each with a cheap check. Readiness probes and operators ask them all at once; each
@@ -32,20 +34,12 @@ export function createDependencyRegistry(options: DependencyRegistryOptions = {}
       const statuses = await Promise.all(
         [...checks].map(async ([name, check]): Promise<DependencyStatus> => {
           const started = performance.now()
-          let timer: NodeJS.Timeout | undefined
           try {
-            await Promise.race([
-              check(),
-              new Promise<never>((_, reject) => {
-                timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
-              }),
-            ])
+            await withDeadline(check(), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`))
             return { name, ok: true, latencyMs: Math.round(performance.now() - started) }
           } catch (error) {
             const message = error instanceof Error ? error.message : String(error)
             return { name, ok: false, error: message.slice(0, 200), latencyMs: Math.round(performance.now() - started) }
-          } finally {
-            clearTimeout(timer)
           }
         }),
       )

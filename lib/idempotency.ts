@@ -16,7 +16,7 @@ export const IDEMPOTENCY_KEY_PATTERN = '^[!-~]{1,255}$'
 /** Set on a replayed answer. */
 export const REPLAYED_HEADER = 'idempotent-replayed'
 
-export const RECORD_TTL_MS = 24 * 60 * 60 * 1000
+const RECORD_TTL_MS = 24 * 60 * 60 * 1000
 
 /** How often, at most, one instance deletes expired records. */
 const PRUNE_INTERVAL_MS = 60_000

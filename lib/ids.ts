@@ -26,11 +26,12 @@ export function toBase62(value: number, width: number): string {
   return out.padStart(width, '0')
 }
 
-export const BASE62_CHARS = BASE62
-
 export const newStudioId = () => `std_${randomBase62(16)}`
 export const newSessionId = () => `ses_${randomBase62(16)}`
 export const newKeyId = () => `key_${randomBase62(16)}`
+
+/** A client-sent X-Request-Id is echoed only when it matches this: 1–128 of `[A-Za-z0-9._:-]`. */
+export const CLIENT_REQUEST_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$'
 
 // Request ids: `req_` + 16 hex. Random bytes are drawn in batches, not one syscall per request.
 const POOL_IDS = 512

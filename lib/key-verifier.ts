@@ -1,7 +1,8 @@
 import { LRUCache } from 'lru-cache'
 import type { KeyRateLimit, KeyRecord, KeyStore } from '../stores/types.js'
 import { hashKey, isWellFormedKey, type Scope } from './api-keys.js'
-import { invalidKey, unavailable } from './errors.js'
+import { withDeadline } from './deadline.js'
+import { keyRefusals as refusals, unavailable } from './errors.js'
 
 /** What a request knows of the key that authenticated it. Never the secret. */
 export interface VerifiedKey {
@@ -33,18 +34,6 @@ export interface KeyVerifierOptions {
   readonly onTouchError?: (error: unknown) => void
 }
 
-/**
- * The refusals, built once: they carry nothing of the request (the envelope adds the request id),
- * and a rejected key must be cheap to answer, so no error object is made per request.
- */
-const refusals = {
-  missing: invalidKey('no API key sent: use the header Authorization: Bearer sk_live_… or X-API-Key: sk_live_…'),
-  malformed: invalidKey('the API key is malformed: expected sk_live_ and 38 letters or digits, with a valid checksum'),
-  unknown: invalidKey('the API key is not recognised'),
-  revoked: invalidKey('the API key has been revoked'),
-  expired: invalidKey('the API key has expired'),
-}
-
 /** Unknown keys are remembered for at most this long, so a key minted a moment ago works soon. */
 const NEGATIVE_TTL_MS = 5000
 const MAX_CACHED_KEYS = 10_000
@@ -57,16 +46,14 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
   const stats = { hits: 0, misses: 0 }
 
   async function lookup(hash: string): Promise<KeyRecord | undefined> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`key lookup exceeded ${lookupTimeoutMs} ms`)), lookupTimeoutMs)
-    })
     try {
-      return await Promise.race([keys.findByHash(hash), timeout])
+      return await withDeadline(
+        keys.findByHash(hash),
+        lookupTimeoutMs,
+        () => new Error(`key lookup exceeded ${lookupTimeoutMs} ms`),
+      )
     } catch (error) {
       throw unavailable('API key verification is temporarily unavailable; retry shortly', 1, error)
-    } finally {
-      clearTimeout(timer)
     }
   }
 
@@ -128,11 +115,6 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
         cache?.set(secret, entry, entry.key ? undefined : { ttl: Math.min(ttlMs, NEGATIVE_TTL_MS) })
         return accept(entry)
       })
-    },
-
-    /** Forgets every cached verification (tests, and after a revocation in this process). */
-    clear() {
-      cache?.clear()
     },
   }
 }

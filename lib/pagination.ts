@@ -1,8 +1,10 @@
+import { DEFAULT_PAGE_LIMIT } from '../schemas/primitives.js'
 import type { Page, PageRequest } from '../stores/types.js'
 import type { CursorCodec, ListIdentity } from './cursor.js'
 
 export interface PageQuery {
-  readonly limit: number
+  /** Validation fills in the default; a caller that skipped it gets the same. */
+  readonly limit?: number
   readonly cursor?: string
 }
 
@@ -18,7 +20,8 @@ export async function fetchPage<T>(
   fetch: (page: PageRequest) => Promise<Page<T> | undefined>,
 ): Promise<{ data: T[]; nextCursor: string | null } | undefined> {
   const after = query.cursor === undefined ? undefined : cursors.decode(identity, query.cursor)
-  const page = await fetch(after === undefined ? { limit: query.limit } : { limit: query.limit, after })
+  const limit = query.limit ?? DEFAULT_PAGE_LIMIT
+  const page = await fetch(after === undefined ? { limit } : { limit, after })
   if (page === undefined) return undefined
   return { data: page.items, nextCursor: page.next === null ? null : cursors.encode(identity, page.next) }
 }

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, RedisOptions } from 'ioredis'
+import { withDeadline } from './deadline.js'
 
 /**
  * The counters behind the rate limits: in memory per instance, or in Redis (REDIS_URL) so every
@@ -44,7 +45,7 @@ const REDIS_COMMAND_TIMEOUT_MS = 100
  * Redis does later. A little above the command timeout, which it backs (a script may take two
  * commands: EVALSHA, then EVAL after a Redis restart).
  */
-export const REDIS_DECISION_DEADLINE_MS = 150
+const REDIS_DECISION_DEADLINE_MS = 150
 /** How long a connection attempt may take (at start, and each reconnection). */
 const REDIS_CONNECT_TIMEOUT_MS = 500
 /** While Redis is down, how often it is probed to detect its return (besides ioredis' own reconnects). */
@@ -213,21 +214,14 @@ export async function createRateLimitCounters(options: RateLimitCountersOptions)
     /** Connects to Redis, waiting at most the connect timeout: if it is down, start failed open. */
     async connect() {
       if (!redis) return
-      let timer: NodeJS.Timeout | undefined
       try {
-        await Promise.race([
+        await withDeadline(
           redis.connect(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error('no connection within the connect timeout')),
-              REDIS_CONNECT_TIMEOUT_MS,
-            )
-          }),
-        ])
+          REDIS_CONNECT_TIMEOUT_MS,
+          () => new Error('no connection within the connect timeout'),
+        )
       } catch (error) {
         markDown(error)
-      } finally {
-        clearTimeout(timer)
       }
     },
 

@@ -8,7 +8,7 @@ import {
   factsOf,
   type OperationFacts,
   SECURITY_SCHEMES,
-} from '../schemas/openapi.js'
+} from '../lib/openapi-document.js'
 
 /**
  * The OpenAPI 3.1 description of the API, generated from the route schemas, and the explorer.

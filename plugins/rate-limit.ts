@@ -4,7 +4,7 @@ import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { ApiError, rateLimited } from '../lib/errors.js'
 import { createRateLimitCounters, type RateLimitStats } from '../lib/rate-limit-counters.js'
-import { callerOf } from './auth.js'
+import { callerOf } from '../pipeline/authentication.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,12 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { DependencyStatus } from '../lib/dependencies.js'
 import { unavailable } from '../lib/errors.js'
-import { sendError } from '../plugins/errors.js'
-import { errorResponses } from '../schemas/errors.js'
+import { sendError } from '../plugins/error-handler.js'
+import { errorResponses } from '../schemas/error-envelope.js'
 import { type DependencyStates, Health, NotReady, Readiness } from '../schemas/ops.js'
 
 /** Each dependency check gets this long: a probe answers within about a second, whatever hangs. */
-export const READINESS_CHECK_TIMEOUT_MS = 1000
+const READINESS_CHECK_TIMEOUT_MS = 1000
 
 /** Seconds a caller of a not-ready gateway is asked to wait (about one probe period). */
 const NOT_READY_RETRY_AFTER_SECONDS = 5

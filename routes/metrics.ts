@@ -1,11 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
+import { bearerToken } from '../lib/bearer.js'
 import { invalidKey } from '../lib/errors.js'
-import { errorResponses } from '../schemas/errors.js'
+import { errorResponses } from '../schemas/error-envelope.js'
 import { opsRouteOptions } from './health.js'
 
-const BEARER = /^Bearer +(\S+) *$/i
 const digest = (text: string) => createHash('sha256').update(text).digest()
 
 /**
@@ -23,7 +23,7 @@ const metrics: FastifyPluginAsyncTypebox = async (app) => {
       ...opsRouteOptions,
       onRequest: (request, _reply, done) => {
         if (expected === undefined) return done()
-        const sent = BEARER.exec(request.headers.authorization ?? '')?.[1]
+        const sent = bearerToken(request.headers.authorization)
         if (sent !== undefined && timingSafeEqual(digest(sent), expected)) return done()
         request.log.warn('metrics requested without the right token')
         done(

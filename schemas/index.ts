@@ -1,4 +1,4 @@
-import { ErrorCodeName, ErrorEnvelope } from './errors.js'
+import { ErrorCodeName, ErrorEnvelope } from './error-envelope.js'
 import { ApiKeyInfo, ScopeName, Session, SessionList, Stream, Studio, StudioList } from './resources.js'
 
 /** Schemas with an `$id`, registered once at the root so every route and the OpenAPI share them. */

@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox'
-import { ErrorEnvelope } from './errors.js'
+import { ErrorEnvelope } from './error-envelope.js'
 
 /**
  * The answers of the operators' endpoints. They are not part of the public API description

@@ -12,21 +12,23 @@ export const Timestamp = Type.String({
  * A studio id in a path. Ids are opaque to clients: any value that does not name a studio of
  * the caller's account answers 404, whatever its shape, so no pattern is enforced here.
  */
-export const StudioIdParam = Type.String({
+const StudioIdParam = Type.String({
   description: 'The id of a studio of your account (`std_…`).',
   examples: ['std_DemoMainStage001'],
 })
 
 export const StudioIdParams = Type.Object({ studioId: StudioIdParam }, { additionalProperties: false })
 
-export const Limit = Type.Integer({
+export const DEFAULT_PAGE_LIMIT = 20
+
+const Limit = Type.Integer({
   minimum: 1,
   maximum: 100,
-  default: 20,
+  default: DEFAULT_PAGE_LIMIT,
   description: 'How many items to return, 1–100.',
 })
 
-export const Cursor = Type.String({
+const Cursor = Type.String({
   minLength: 1,
   maxLength: 512,
   description: 'Opaque cursor from the `nextCursor` of a previous page of the same list.',

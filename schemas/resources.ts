@@ -12,7 +12,7 @@ export const Studio = Type.Object(
 )
 export type Studio = Static<typeof Studio>
 
-export const StreamStatus = StringEnum(['offline', 'live'], {
+const StreamStatus = StringEnum(['offline', 'live'], {
   description: '`live` between a go-live and the next go-offline.',
 })
 

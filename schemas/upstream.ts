@@ -11,13 +11,13 @@ import { FormatRegistry, type Static, Type } from '@sinclair/typebox'
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i
 
 /** RFC 3339 with a time zone; TypeBox's compiled checks know no formats until they are registered. */
-export const isRfc3339 = (value: string) => RFC3339.test(value) && !Number.isNaN(Date.parse(value))
+const isRfc3339 = (value: string) => RFC3339.test(value) && !Number.isNaN(Date.parse(value))
 if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', isRfc3339)
 
 /** Studio ids the contract allows; any other id in a gateway path is not a studio (404, no call). */
 export const UPSTREAM_STUDIO_ID = /^[A-Za-z0-9_-]{1,128}$/
 
-export const UPSTREAM_PAGE_LIMIT = 100
+const UPSTREAM_PAGE_LIMIT = 100
 
 const StudioId = Type.String({ pattern: UPSTREAM_STUDIO_ID.source })
 const Time = Type.String({ format: 'date-time' })

@@ -5,7 +5,6 @@ import { fileURLToPath } from 'node:url'
 import openapiTS, { astToString, COMMENT_HEADER } from 'openapi-typescript'
 import { buildApp } from '../app.js'
 import { loadConfig } from '../config.js'
-import { openSqliteStore } from '../stores/sqlite.js'
 
 /**
  * `npm run openapi` writes `openapi.yaml` and the TypeScript types of it from the route schemas,
@@ -26,16 +25,9 @@ type Generated = Record<keyof typeof GENERATED_FILES, string>
 
 export async function generate(): Promise<Generated> {
   const dataDir = await mkdtemp(join(tmpdir(), 'studio-gateway-openapi-'))
-  const store = await openSqliteStore(dataDir)
   try {
     // A fixed configuration: the document must not depend on the environment of whoever runs this.
-    const app = await buildApp({
-      config: loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: dataDir }),
-      keys: store.keys,
-      studios: store.studios,
-      idempotency: store.idempotency,
-      cursorSecret: Buffer.alloc(32),
-    })
+    const app = await buildApp(loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: dataDir }))
     await app.ready()
     const document = app.swagger({ yaml: true })
     await app.close()
@@ -43,7 +35,6 @@ export async function generate(): Promise<Generated> {
     const types = COMMENT_HEADER + astToString(await openapiTS(document))
     return { document, types }
   } finally {
-    await store.close()
     await rm(dataDir, { recursive: true, force: true })
   }
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type { Config } from '../config.js'
 import { openSqliteStore } from './sqlite.js'
 import type { SqlStore, StudioService } from './types.js'
@@ -26,6 +27,8 @@ export interface Backends {
   readonly store: SqlStore
   /** The store's studios, or the upstream studio service when UPSTREAM_URL is set. */
   readonly studios: StudioService
+  /** The secret that signs pagination cursors: kept in the store, so every instance on it agrees. */
+  readonly cursorSecret: Buffer
   /** Readiness checks by dependency name: `sqlite` or `postgres`, and `upstream`. */
   readonly checks: Record<string, () => Promise<void>>
   close(): Promise<void>
@@ -36,13 +39,14 @@ export async function openBackends(config: Config, options: StoreOptions = {}): 
   const upstream =
     config.upstreamUrl === undefined
       ? undefined
-      : (await import('./http.js')).createUpstreamStudioService({
+      : (await import('./upstream-studio-service.js')).createUpstreamStudioService({
           url: config.upstreamUrl,
           timeoutMs: config.upstreamTimeoutMs,
         })
   return {
     store,
     studios: upstream ?? store.studios,
+    cursorSecret: await cursorSecretOf(store),
     checks: {
       [store.dialect]: () => store.ping(),
       ...(upstream === undefined ? {} : { upstream: () => upstream.ping() }),
@@ -52,4 +56,9 @@ export async function openBackends(config: Config, options: StoreOptions = {}): 
       await store.close()
     },
   }
+}
+
+async function cursorSecretOf(store: SqlStore): Promise<Buffer> {
+  const encoded = await store.settings.getOrCreate('cursor_secret', () => randomBytes(32).toString('base64url'))
+  return Buffer.from(encoded, 'base64url')
 }

@@ -1,6 +1,6 @@
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient, sql } from 'kysely'
 import pg from 'pg'
-import { unavailable } from '../lib/errors.js'
+import { StoreUnavailable } from './errors.js'
 import { migrateToLatest } from './sql/migrations.js'
 import type { Database } from './sql/schema.js'
 import { createSqlStore } from './sql/store.js'
@@ -81,8 +81,8 @@ async function migrate(url: string): Promise<void> {
  *     healed) fails the first query of a checkout at once: that query moves to a new connection,
  *     once, so the first requests after an outage are served rather than answered 503. Not after
  *     a timeout: that would double the wait.
- *   - a failure that means "the database cannot answer now" becomes `503 unavailable` rather than
- *     an unexpected 500.
+ *   - a failure that means "the database cannot answer now" becomes `StoreUnavailable` (503
+ *     unavailable) rather than an unexpected error (500).
  */
 function faultAwarePool(pool: pg.Pool): PostgresPool {
   const acquire = async () => {
@@ -180,7 +180,7 @@ function isTransientSqlState(code: string): boolean {
 function toStoreError(error: unknown): unknown {
   const { code } = (error ?? {}) as { code?: unknown }
   const transient = isConnectionFault(error) || (typeof code === 'string' && isTransientSqlState(code))
-  return transient ? unavailable('the database is temporarily unavailable; retry shortly', 1, loggable(error)) : error
+  return transient ? new StoreUnavailable('the database cannot answer now', loggable(error)) : error
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Test } from 'tap'
 import t from 'tap'
 import { generateKeySecret, hashKey } from '../lib/api-keys.js'
 import { bearer, errorOf, startGateway } from './helpers/gateway.js'
+import { listenLocally, rawRequest } from './helpers/raw-http.js'
 
 t.test('key authentication', async (t) => {
   const gw = await startGateway(t)
@@ -66,6 +67,34 @@ t.test('key authentication', async (t) => {
 
   t.test('another Authorization scheme is 401', async (t) => {
     await expectInvalidKey(t, { authorization: 'Basic dXNlcjpwYXNz' }, /malformed/)
+  })
+
+  t.test('a key in Authorization without the Bearer scheme is malformed (401), even a valid one', async (t) => {
+    for (const value of [secret, ` ${secret}`, `Token ${secret}`, `Bearer`, `Bearer ${secret} extra`]) {
+      await expectInvalidKey(t, { authorization: value }, /malformed/)
+    }
+  })
+
+  t.test('two Authorization headers are 400: a proxy in front may read the other one', async (t) => {
+    const other = await gw.key()
+    const listening = await listenLocally(gw)
+    for (const pair of [
+      [secret, secret],
+      [secret, other.secret],
+    ]) {
+      const answer = await rawRequest(
+        listening,
+        `GET /v1/key HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${pair[0]}\r\nauthorization: Bearer ${pair[1]}\r\nConnection: close\r\n\r\n`,
+      )
+      t.match(answer, /^HTTP\/1\.1 400 /, 'refused before either is used')
+      t.match(answer, /"code":"invalid_request"/)
+      t.notMatch(answer, /sk_live_[A-Za-z0-9]{8}/, 'the answer names no key')
+    }
+    const twoKeyHeaders = await rawRequest(
+      listening,
+      `GET /v1/key HTTP/1.1\r\nHost: x\r\nX-API-Key: ${secret}\r\nX-API-Key: ${secret}\r\nConnection: close\r\n\r\n`,
+    )
+    t.match(twoKeyHeaders, /^HTTP\/1\.1 400 /, 'two X-API-Key headers too')
   })
 
   t.test('a malformed key is 401', async (t) => {

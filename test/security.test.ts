@@ -108,6 +108,37 @@ t.test("another account's studio answers 404 on every route and method, as a mis
   })
 })
 
+t.test('a key sent in the URL reaches no log, in any percent-encoding', async (t) => {
+  const gw = await startGateway(t)
+  const { secret } = await gw.key()
+  const body = secret.slice('sk_live_'.length)
+  const once = (text: string) => text.replaceAll('_', '%5F')
+  const everyChar = (text: string) => [...text].map((c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`).join('')
+  const spellings = [
+    secret,
+    once(secret),
+    once(secret).replaceAll('%', '%25'),
+    `sk%5flive%5f${body}`,
+    everyChar(secret),
+  ]
+  for (const spelling of spellings) {
+    for (const url of [
+      `/v1/studios?key=${spelling}`,
+      `/v1/studios/${spelling}`,
+      `/nowhere/${spelling}?api_key=${spelling}`,
+    ]) {
+      const res = await gw.app.inject({ url, headers: bearer(secret) })
+      t.notOk(res.body.includes(body), `the answer does not echo it: ${url.slice(0, 40)}`)
+    }
+  }
+  const logged = gw.logText()
+  t.notOk(logged.includes(body), 'no log line holds the key, however it was encoded')
+  t.ok(
+    gw.logs.filter((line) => line.msg === 'request completed').length >= spellings.length * 3,
+    'the requests were logged',
+  )
+})
+
 t.test('a request id cannot inject log lines or headers', async (t) => {
   const gw = await startGateway(t)
   const { secret } = await gw.key()

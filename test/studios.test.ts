@@ -64,6 +64,27 @@ t.test('studios, stream and sessions', async (t) => {
     }
   })
 
+  t.test('only the exact cursor issued is valid: no padding, spaces, or the other base64 alphabet', async (t) => {
+    const { nextCursor } = (await get('/v1/studios?limit=1')).json() as { nextCursor: string }
+    t.equal((await get(`/v1/studios?cursor=${encodeURIComponent(nextCursor)}`)).statusCode, 200, 'as issued')
+    const [payload, tag] = nextCursor.split('.') as [string, string]
+    const otherAlphabet = tag.replaceAll('-', '+').replaceAll('_', '/')
+    const variants = [
+      `${nextCursor}=`,
+      `${nextCursor}==`,
+      `${payload}.${tag.slice(0, 5)} ${tag.slice(5)}`,
+      `${payload} .${tag}`,
+      `${payload}=.${tag}`,
+      `${payload}.${Buffer.from(tag, 'base64url').toString('base64')}`,
+    ]
+    if (otherAlphabet !== tag) variants.push(`${payload}.${otherAlphabet}`)
+    for (const cursor of variants) {
+      const res = await get(`/v1/studios?cursor=${encodeURIComponent(cursor)}`)
+      t.equal(res.statusCode, 400, JSON.stringify(cursor))
+      t.equal(errorOf(t, res).code, 'invalid_request')
+    }
+  })
+
   t.test('a cursor of the studios list is refused by a sessions list, and the reverse', async (t) => {
     const { nextCursor } = (await get('/v1/studios?limit=1')).json() as { nextCursor: string }
     const res = await get(`/v1/studios/${ids[0]}/sessions?cursor=${encodeURIComponent(nextCursor)}`)

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { callerOf } from '../../plugins/auth.js'
-import { errorResponses, routeBaseErrors } from '../../schemas/errors.js'
+import { callerOf } from '../../pipeline/authentication.js'
+import { errorResponses, routeBaseErrors } from '../../schemas/error-envelope.js'
 import { NoQuery } from '../../schemas/primitives.js'
 import { ApiKeyInfo } from '../../schemas/resources.js'
 

@@ -96,8 +96,6 @@ function sqlStatusCheck() {
 
 const provider: MigrationProvider = { getMigrations: async () => migrations }
 
-export const latestMigration = Object.keys(migrations).sort().at(-1) as string
-
 /**
  * Applies every pending migration; throws with the failing migration's name and cause. On
  * PostgreSQL, `schema` is the schema the tables live in (the first of search_path): Kysely looks

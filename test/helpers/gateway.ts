@@ -1,12 +1,10 @@
 import { Writable } from 'node:stream'
 import type { InjectOptions } from 'fastify'
 import type { Test } from 'tap'
-import { type App, buildApp, createLogger } from '../../app.js'
+import { type App, buildApp } from '../../app.js'
 import { type Config, loadConfig } from '../../config.js'
 import { displayPrefix, type Scope } from '../../lib/api-keys.js'
 import { type MintKeyInput, mintKey } from '../../lib/mint-key.js'
-import { cursorSecretOf } from '../../server.js'
-import { openBackends } from '../../stores/index.js'
 import type { KeyStore, SqlStore, StudioService } from '../../stores/types.js'
 import { contract } from './contract.js'
 import { freshStoreEnv } from './database.js'
@@ -51,7 +49,7 @@ export interface GatewayOptions {
   storeEnv?: Record<string, string>
   /** Replace parts of the store, e.g. a key store that fails. */
   keys?: (store: SqlStore) => KeyStore
-  studios?: (store: SqlStore) => StudioService
+  studios?: (store: SqlStore, studios: StudioService) => StudioService
   /**
    * Receives each way an injected response departs from openapi.yaml. By default each one fails
    * the test: every response a test produces is checked against the published contract.
@@ -92,20 +90,12 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
       callback()
     },
   })
-  const logger = createLogger(config.logLevel, logStream)
-  const backends = await openBackends(config, {
-    onConnectionError: (err) => logger.warn({ err }, 'a pooled database connection failed; it will be replaced'),
+  const app = await buildApp(config, {
+    logStream,
+    ...(options.keys ? { keys: options.keys } : {}),
+    ...(options.studios ? { studios: options.studios } : {}),
   })
-  const { store } = backends
-  const app = await buildApp({
-    config,
-    logger,
-    keys: options.keys ? options.keys(store) : store.keys,
-    studios: options.studios ? options.studios(store) : backends.studios,
-    idempotency: store.idempotency,
-    cursorSecret: await cursorSecretOf(store),
-    dependencyChecks: backends.checks,
-  })
+  const { store } = app
   await app.ready()
   checkInjections(app, options.onContractViolation ?? ((violation) => t.fail(`contract: ${violation}`)))
   let closed = false
@@ -113,7 +103,6 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
     if (closed) return
     closed = true
     await app.close()
-    await backends.close()
     const leaked = secretsIn(logText())
     if (leaked.length > 0) throw new Error(`a key secret reached the log of a test gateway: ${leaked.join(', ')}…`)
   }

@@ -4,27 +4,19 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { buildApp } from '../../app.js'
 import { loadConfig } from '../../config.js'
-import { cursorSecretOf, listenGracefully } from '../../server.js'
-import { openSqliteStore } from '../../stores/sqlite.js'
+import { listenGracefully } from '../../server.js'
 
 const config = loadConfig(process.env)
 const slowMs = Number(process.env.SLOW_MS ?? '1000')
-const store = await openSqliteStore(config.dataDir)
-const app = await buildApp({
-  config,
-  keys: store.keys,
-  studios: {
-    ...store.studios,
-    async getStudio(accountId, studioId) {
+const app = await buildApp(config, {
+  studios: (_store, studios) => ({
+    ...studios,
+    async getStudio(ctx, studioId) {
       process.stdout.write('slow read started\n')
       await sleep(slowMs)
-      return store.studios.getStudio(accountId, studioId)
+      return studios.getStudio(ctx, studioId)
     },
-  },
-  idempotency: store.idempotency,
-  cursorSecret: await cursorSecretOf(store),
-  dependencyChecks: { sqlite: () => store.ping() },
+  }),
 })
-app.addHook('onClose', async () => store.close())
 const address = await listenGracefully(app, config)
 process.stdout.write(`slow gateway at ${address}\n`)

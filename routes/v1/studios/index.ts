@@ -1,13 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { notFound } from '../../../lib/errors.js'
+import { studioNotFound } from '../../../lib/errors.js'
 import { fetchPage } from '../../../lib/pagination.js'
-import { callContextOf } from '../../../plugins/auth.js'
-import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
+import { callContextOf } from '../../../pipeline/authentication.js'
+import { errorResponses, routeBaseErrors } from '../../../schemas/error-envelope.js'
 import { NoQuery, PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
 import { Studio, StudioList } from '../../../schemas/resources.js'
-
-export const studioNotFound = () => notFound('studio not found')
 
 const studios: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
@@ -31,7 +29,7 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
       const page = await fetchPage(
         app.cursors,
         { list: 'studios', accountId: ctx.accountId },
-        request.query as { limit: number; cursor?: string },
+        request.query,
         (pageRequest) => app.studios.listStudios(ctx, pageRequest),
       )
       // A list of the caller's own account always exists.

@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
+import { studioNotFound } from '../../../lib/errors.js'
 import { fetchPage } from '../../../lib/pagination.js'
-import { callContextOf } from '../../../plugins/auth.js'
-import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
+import { callContextOf } from '../../../pipeline/authentication.js'
+import { errorResponses, routeBaseErrors } from '../../../schemas/error-envelope.js'
 import { PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
 import { SessionList } from '../../../schemas/resources.js'
-import { studioNotFound } from './index.js'
 
 const sessions: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
@@ -31,7 +31,7 @@ const sessions: FastifyPluginAsyncTypebox = async (app) => {
       const page = await fetchPage(
         app.cursors,
         { list: 'sessions', accountId: ctx.accountId, parentId: studioId },
-        request.query as { limit: number; cursor?: string },
+        request.query,
         (pageRequest) => app.studios.listSessions(ctx, studioId, pageRequest),
       )
       if (!page) throw studioNotFound()

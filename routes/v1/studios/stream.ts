@@ -1,10 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { callContextOf } from '../../../plugins/auth.js'
-import { errorResponses, routeBaseErrors } from '../../../schemas/errors.js'
+import { studioNotFound } from '../../../lib/errors.js'
+import { callContextOf } from '../../../pipeline/authentication.js'
+import { errorResponses, routeBaseErrors } from '../../../schemas/error-envelope.js'
 import { NoQuery, StudioIdParams, WriteHeaders } from '../../../schemas/primitives.js'
 import { GoLiveBody, GoOfflineBody, Stream } from '../../../schemas/resources.js'
-import { studioNotFound } from './index.js'
 
 const writeErrors = errorResponses([
   ...routeBaseErrors,

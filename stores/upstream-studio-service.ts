@@ -1,8 +1,6 @@
 import type { TSchema } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { Pool } from 'undici'
-import { cursorRejected } from '../lib/cursor.js'
-import { type ApiError, badGateway, unavailable } from '../lib/errors.js'
 import type { Session, Stream, Studio } from '../schemas/resources.js'
 import {
   UPSTREAM_HEADERS,
@@ -13,6 +11,7 @@ import {
   UpstreamStudio,
   UpstreamStudioPage,
 } from '../schemas/upstream.js'
+import { BadPosition, UpstreamBrokeContract, UpstreamUnavailable } from './errors.js'
 import type { CallContext, PageRequest, StudioService } from './types.js'
 
 /**
@@ -81,11 +80,10 @@ const MALFORMED = new Set([
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
 
 const unreachable = (cause: unknown) =>
-  unavailable('the upstream studio service is unreachable; retry shortly', 1, cause)
+  new UpstreamUnavailable('the upstream studio service is unreachable', cause, false)
 const tooSlow = (cause: unknown) =>
-  unavailable('the upstream studio service did not answer in time; retry shortly', 1, cause)
-const unexpected = (what: string, cause: unknown) =>
-  badGateway(`the upstream studio service answered ${what}; retry with backoff`, cause)
+  new UpstreamUnavailable('the upstream studio service did not answer in time', cause, true)
+const unexpected = (what: string, cause: unknown) => new UpstreamBrokeContract(what, cause)
 
 interface Answer {
   readonly status: number
@@ -121,7 +119,7 @@ const checkStudioPage = compile(UpstreamStudioPage, 'StudioPage')
 const checkSessionPage = compile(UpstreamSessionPage, 'SessionPage')
 
 /** An answer that is well-formed but about something else than was asked. */
-function mismatch(detail: string): ApiError {
+function mismatch(detail: string): UpstreamBrokeContract {
   return unexpected('with a body that breaks its contract', new Error(detail))
 }
 
@@ -241,7 +239,7 @@ export function createUpstreamStudioService(options: UpstreamOptions) {
   function pageQuery(page: PageRequest): string {
     const query = new URLSearchParams({ limit: String(page.limit) })
     if (page.after !== undefined) {
-      if (!page.after.startsWith(POSITION_PREFIX)) throw cursorRejected()
+      if (!page.after.startsWith(POSITION_PREFIX)) throw new BadPosition()
       query.set('after', page.after.slice(POSITION_PREFIX.length))
     }
     return query.toString()

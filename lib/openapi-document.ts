@@ -1,21 +1,22 @@
 import type { FastifySchema, RouteOptions } from 'fastify'
-import type { Scope } from '../lib/api-keys.js'
+import { ERROR_CODES, type ErrorResponseSchema } from '../schemas/error-envelope.js'
+import type { Scope } from './api-keys.js'
 import {
-  ApiError,
+  type ApiError,
   badGateway,
   type ErrorCode,
+  envelope,
   errorCatalog,
-  INTERNAL_MESSAGE,
   insufficientScope,
-  invalidKey,
+  internal,
   invalidRequest,
-  notFound,
+  keyRefusals,
   rateLimited,
+  studioNotFound,
   unavailable,
   writeDisabled,
-} from '../lib/errors.js'
-import { envelope } from '../plugins/errors.js'
-import { ERROR_CODES, type ErrorResponseSchema } from './errors.js'
+} from './errors.js'
+import { CLIENT_REQUEST_ID_PATTERN } from './ids.js'
 
 /**
  * How the route schemas become the published OpenAPI document. @fastify/swagger turns each route's
@@ -61,25 +62,23 @@ export const SECURITY_SCHEMES = {
   },
 } as const
 
-const REQUEST_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$'
-
-export const REQUEST_ID_PARAMETER = {
+const REQUEST_ID_PARAMETER = {
   name: 'X-Request-Id',
   in: 'header',
   required: false,
   description:
     'Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one.',
-  schema: { type: 'string', pattern: REQUEST_ID_PATTERN },
+  schema: { type: 'string', pattern: CLIENT_REQUEST_ID_PATTERN },
 }
 
 const seconds = { type: 'integer', minimum: 0 } as const
 
 /** The response headers of the API, as declared in `components.headers` (where they are required). */
-export const RESPONSE_HEADERS = {
+const RESPONSE_HEADERS = {
   'X-Request-Id': {
     description:
       'The id of this request: the one you sent if it was valid, else a generated `req_` + 16 hex. Equals `error.requestId`.',
-    schema: { type: 'string', pattern: REQUEST_ID_PATTERN },
+    schema: { type: 'string', pattern: CLIENT_REQUEST_ID_PATTERN },
   },
   'X-Key-Scopes': {
     description: 'The scopes the calling key holds, comma-separated: see a missing scope before it fails.',
@@ -112,32 +111,25 @@ const RATE_LIMIT_HEADERS = ['RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit
 
 /**
  * The headers each error code always carries (besides X-Request-Id, on every answer, and
- * X-Accepted-Scopes, on every error of a scoped route). X-Key-Scopes is set once the key is
- * verified, so it is certain only on codes raised after authentication.
+ * X-Accepted-Scopes, on every error of a scoped route): the catalog's, and X-Key-Scopes on the
+ * codes only ever raised once the key is verified.
  */
-const CODE_HEADERS: Record<ErrorCode, readonly HeaderName[]> = {
-  invalid_request: [],
-  invalid_key: ['WWW-Authenticate'],
-  insufficient_scope: ['X-Key-Scopes'],
-  not_found: ['X-Key-Scopes'],
-  rate_limited: ['Retry-After'],
-  write_disabled: ['X-Key-Scopes'],
-  unavailable: ['Retry-After'],
-  bad_gateway: ['X-Key-Scopes'],
-  internal: [],
+const codeHeaders = (code: ErrorCode): readonly HeaderName[] => {
+  const entry = errorCatalog[code]
+  return entry.afterKey ? [...entry.headers, 'X-Key-Scopes'] : entry.headers
 }
 
 /** An error of each code as the gateway raises it: the source of the example envelopes. */
 const EXAMPLE_ERRORS: Record<ErrorCode, (scope: Scope) => ApiError> = {
   invalid_request: () => invalidRequest('unknown querystring parameter "colour"'),
-  invalid_key: () => invalidKey('the API key is not recognised'),
+  invalid_key: () => keyRefusals.unknown,
   insufficient_scope: (scope) => insufficientScope(scope),
-  not_found: () => notFound('studio not found'),
+  not_found: () => studioNotFound(),
   rate_limited: () => rateLimited(12),
   write_disabled: () => writeDisabled(),
   unavailable: () => unavailable('API key verification is temporarily unavailable; retry shortly'),
   bad_gateway: () => badGateway('the upstream studio service answered with an unexpected status; retry with backoff'),
-  internal: () => new ApiError('internal', INTERNAL_MESSAGE),
+  internal: () => internal(),
 }
 
 const EXAMPLE_REQUEST_ID = 'req_9f2c1a7b4e5d6f80'
@@ -199,8 +191,8 @@ function successHeaders(facts: OperationFacts, referenced: Set<HeaderName>): Jso
 }
 
 function errorResponse(codes: readonly ErrorCode[], facts: OperationFacts, referenced: Set<HeaderName>): Json {
-  const carriedByAll = (name: HeaderName) => codes.every((code) => CODE_HEADERS[code].includes(name))
-  const carriedByAny = (name: HeaderName) => codes.some((code) => CODE_HEADERS[code].includes(name))
+  const carriedByAll = (name: HeaderName) => codes.every((code) => codeHeaders(code).includes(name))
+  const carriedByAny = (name: HeaderName) => codes.some((code) => codeHeaders(code).includes(name))
   const required = new Set<HeaderName>(['X-Request-Id', ...(facts.authenticated ? RATE_LIMIT_HEADERS : [])])
   const optional = new Set<HeaderName>(facts.authenticated ? ['X-Key-Scopes'] : [])
   if (facts.scope !== undefined) required.add('X-Accepted-Scopes')

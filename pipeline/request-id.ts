@@ -1,10 +1,9 @@
 import type { IncomingMessage } from 'node:http'
 import fp from 'fastify-plugin'
 import { KEY_PREFIX } from '../lib/api-keys.js'
-import { newRequestId } from '../lib/ids.js'
+import { CLIENT_REQUEST_ID_PATTERN, newRequestId } from '../lib/ids.js'
 
-/** A client-sent X-Request-Id is echoed only when it is 1–128 of these characters. */
-const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+const CLIENT_REQUEST_ID = new RegExp(CLIENT_REQUEST_ID_PATTERN)
 
 /**
  * Fastify's `genReqId`. Fastify's own `requestIdHeader` stays off: it trusts any value, and a

@@ -1,0 +1,79 @@
+import type { Kysely, Selectable } from 'kysely'
+import { isScope, type Scope } from '../../lib/api-keys.js'
+import type { KeyRecord, KeyStore } from '../types.js'
+import type { ApiKeysTable, Database } from './schema.js'
+
+/** API keys: stored by the SHA-256 of their secret, never the secret. */
+export function createKeyRepository(db: Kysely<Database>): KeyStore {
+  return {
+    async findByHash(hash) {
+      const row = await db.selectFrom('api_keys').selectAll().where('hash', '=', hash).executeTakeFirst()
+      return row && toKeyRecord(row)
+    },
+
+    async insert(key) {
+      await db
+        .insertInto('api_keys')
+        .values({
+          id: key.id,
+          hash: key.hash,
+          prefix: key.prefix,
+          account_id: key.accountId,
+          scopes: key.scopes.join(' '),
+          created_at: key.createdAt,
+          expires_at: key.expiresAt,
+          revoked_at: key.revokedAt,
+          last_used_at: key.lastUsedAt,
+          rate_limit_max: key.rateLimit?.max ?? null,
+          rate_limit_window_ms: key.rateLimit?.windowMs ?? null,
+        })
+        .execute()
+    },
+
+    async list(accountId) {
+      const rows = await db
+        .selectFrom('api_keys')
+        .selectAll()
+        .where('account_id', '=', accountId)
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute()
+      return rows.map(toKeyRecord)
+    },
+
+    async revoke(id, at) {
+      return db.transaction().execute(async (trx) => {
+        await trx
+          .updateTable('api_keys')
+          .set({ revoked_at: at })
+          .where('id', '=', id)
+          .where('revoked_at', 'is', null)
+          .execute()
+        const row = await trx.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst()
+        return row && toKeyRecord(row)
+      })
+    },
+
+    async touch(id, at) {
+      await db.updateTable('api_keys').set({ last_used_at: at }).where('id', '=', id).execute()
+    },
+  }
+}
+
+function toKeyRecord(row: Selectable<ApiKeysTable>): KeyRecord {
+  return {
+    id: row.id,
+    hash: row.hash,
+    prefix: row.prefix,
+    accountId: row.account_id,
+    scopes: row.scopes.split(' ').filter(isScope) as Scope[],
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    lastUsedAt: row.last_used_at,
+    rateLimit:
+      row.rate_limit_max !== null && row.rate_limit_window_ms !== null
+        ? { max: Number(row.rate_limit_max), windowMs: Number(row.rate_limit_window_ms) }
+        : null,
+  }
+}

@@ -1,0 +1,237 @@
+import type { Kysely, Selectable } from 'kysely'
+import { LRUCache } from 'lru-cache'
+import { newSessionId, newStudioId } from '../../lib/ids.js'
+import type { Session, Stream, Studio } from '../../schemas/resources.js'
+import type { StudioAdmin, StudioRecord, StudioService } from '../types.js'
+import { decodeKeyset, encodeKeyset, toPage } from './keyset.js'
+import type { Database, SessionsTable, StreamsTable, StudiosTable } from './schema.js'
+
+/**
+ * Studios found by `getStudio`, kept in memory: the hot read of the API. A studio is never renamed,
+ * moved to another account nor deleted (the store only creates them), so an entry cannot go stale
+ * and other processes' writes (the CLI, other instances) cannot contradict it; only found studios
+ * are kept, so a studio created elsewhere is seen at once. The TTL and bound only cap memory.
+ */
+const STUDIO_CACHE_MAX = 10_000
+const STUDIO_CACHE_TTL_MS = 5 * 60_000
+
+/**
+ * Studios, their stream and sessions over SQL, always through the caller's account: a studio of
+ * another account is reported exactly as a missing one (undefined).
+ */
+export function createStudioRepository(db: Kysely<Database>): StudioService & StudioAdmin {
+  const now = () => new Date().toISOString()
+  // Keyed by account and id together: a studio is only ever found through its own account.
+  const foundStudios = new LRUCache<string, Studio>({ max: STUDIO_CACHE_MAX, ttl: STUDIO_CACHE_TTL_MS })
+
+  async function ownedStudio(trx: Kysely<Database>, accountId: string, studioId: string) {
+    return trx
+      .selectFrom('studios')
+      .select('id')
+      .where('id', '=', studioId)
+      .where('account_id', '=', accountId)
+      .executeTakeFirst()
+  }
+
+  return {
+    async listStudios({ accountId }, page) {
+      let query = db
+        .selectFrom('studios')
+        .select(['id', 'name', 'created_at'])
+        .where('account_id', '=', accountId)
+        .orderBy('created_at')
+        .orderBy('id')
+        .limit(page.limit + 1)
+      if (page.after !== undefined) {
+        const after = decodeKeyset(page.after)
+        query = query.where((eb) =>
+          eb.or([
+            eb('created_at', '>', after.sortValue),
+            eb.and([eb('created_at', '=', after.sortValue), eb('id', '>', after.id)]),
+          ]),
+        )
+      }
+      return toPage(await query.execute(), page, toStudio, (row) => encodeKeyset(row.created_at, row.id))
+    },
+
+    async getStudio({ accountId }, studioId) {
+      // Length-prefixed, so no pair of ids can spell another pair's key.
+      const cacheKey = `${accountId.length}:${accountId}${studioId}`
+      const cached = foundStudios.get(cacheKey)
+      if (cached) return cached
+      if (!canBeStored(studioId)) return undefined
+      const row = await db
+        .selectFrom('studios')
+        .select(['id', 'name', 'created_at'])
+        .where('id', '=', studioId)
+        .where('account_id', '=', accountId)
+        .executeTakeFirst()
+      if (!row) return undefined
+      const studio = toStudio(row)
+      foundStudios.set(cacheKey, studio)
+      return studio
+    },
+
+    async getStream({ accountId }, studioId) {
+      if (!canBeStored(studioId)) return undefined
+      const row = await db
+        .selectFrom('streams')
+        .innerJoin('studios', 'studios.id', 'streams.studio_id')
+        .selectAll('streams')
+        .where('streams.studio_id', '=', studioId)
+        .where('studios.account_id', '=', accountId)
+        .executeTakeFirst()
+      return row && toStream(row)
+    },
+
+    async listSessions({ accountId }, studioId, page) {
+      if (!canBeStored(studioId)) return undefined
+      const after = page.after === undefined ? undefined : decodeKeyset(page.after)
+      return db.transaction().execute(async (trx) => {
+        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
+        let query = trx
+          .selectFrom('sessions')
+          .selectAll()
+          .where('studio_id', '=', studioId)
+          .where('ended_at', 'is not', null)
+          .orderBy('started_at', 'desc')
+          .orderBy('id', 'desc')
+          .limit(page.limit + 1)
+        if (after) {
+          query = query.where((eb) =>
+            eb.or([
+              eb('started_at', '<', after.sortValue),
+              eb.and([eb('started_at', '=', after.sortValue), eb('id', '<', after.id)]),
+            ]),
+          )
+        }
+        return toPage(await query.execute(), page, toSession, (row) => encodeKeyset(row.started_at, row.id))
+      })
+    },
+
+    async goLive({ accountId }, studioId, { title }) {
+      if (!canBeStored(studioId)) return undefined
+      return db.transaction().execute(async (trx) => {
+        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
+        const at = now()
+        // The conditional update is the transition: of two concurrent go-lives, only one finds
+        // the stream offline (PostgreSQL re-checks the row after the first commits).
+        const live = await trx
+          .updateTable('streams')
+          .set({ status: 'live', title, started_at: at, updated_at: at })
+          .where('studio_id', '=', studioId)
+          .where('status', '=', 'offline')
+          .returningAll()
+          .executeTakeFirst()
+        if (live) {
+          await trx
+            .insertInto('sessions')
+            .values({ id: newSessionId(), studio_id: studioId, title, started_at: at, ended_at: null })
+            .execute()
+          return toStream(live)
+        }
+        return toStream(
+          await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow(),
+        )
+      })
+    },
+
+    async goOffline({ accountId }, studioId) {
+      if (!canBeStored(studioId)) return undefined
+      return db.transaction().execute(async (trx) => {
+        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
+        const at = now()
+        const offline = await trx
+          .updateTable('streams')
+          .set({ status: 'offline', title: null, started_at: null, updated_at: at })
+          .where('studio_id', '=', studioId)
+          .where('status', '=', 'live')
+          .returningAll()
+          .executeTakeFirst()
+        if (offline) {
+          await trx
+            .updateTable('sessions')
+            .set({ ended_at: at })
+            .where('studio_id', '=', studioId)
+            .where('ended_at', 'is', null)
+            .execute()
+          return toStream(offline)
+        }
+        return toStream(
+          await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow(),
+        )
+      })
+    },
+
+    async createStudio({ accountId, name, id }) {
+      const studio = { id: id ?? newStudioId(), account_id: accountId, name, created_at: now() }
+      await db.transaction().execute(async (trx) => {
+        await trx.insertInto('studios').values(studio).execute()
+        await trx
+          .insertInto('streams')
+          .values({
+            studio_id: studio.id,
+            status: 'offline',
+            title: null,
+            started_at: null,
+            updated_at: studio.created_at,
+          })
+          .execute()
+      })
+      return toStudioRecord(studio)
+    },
+
+    async listAccountStudios(accountId) {
+      const rows = await db
+        .selectFrom('studios')
+        .selectAll()
+        .where('account_id', '=', accountId)
+        .orderBy('created_at')
+        .orderBy('id')
+        .execute()
+      return rows.map(toStudioRecord)
+    },
+
+    async isEmpty() {
+      const [key, studio] = await Promise.all([
+        db.selectFrom('api_keys').select('id').limit(1).executeTakeFirst(),
+        db.selectFrom('studios').select('id').limit(1).executeTakeFirst(),
+      ])
+      return !key && !studio
+    },
+  }
+}
+
+/**
+ * PostgreSQL text cannot hold NUL (a query with one fails), so no stored id contains it: an id
+ * from a client that does has no studio, on either engine, and never reaches the database.
+ */
+const canBeStored = (text: string) => !text.includes('\0')
+
+const toStudio = (row: Pick<Selectable<StudiosTable>, 'id' | 'name' | 'created_at'>): Studio => ({
+  id: row.id,
+  name: row.name,
+  createdAt: row.created_at,
+})
+
+const toStudioRecord = (row: Selectable<StudiosTable>): StudioRecord => ({
+  ...toStudio(row),
+  accountId: row.account_id,
+})
+
+const toStream = (row: Selectable<StreamsTable>): Stream => ({
+  studioId: row.studio_id,
+  status: row.status,
+  title: row.title,
+  startedAt: row.started_at,
+  updatedAt: row.updated_at,
+})
+
+const toSession = (row: Selectable<SessionsTable>): Session => ({
+  id: row.id,
+  studioId: row.studio_id,
+  title: row.title,
+  startedAt: row.started_at,
+  // Only ended sessions are listed.
+  endedAt: row.ended_at as string,
+})
