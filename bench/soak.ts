@@ -220,7 +220,11 @@ async function main() {
     scopes: readonly (typeof ALL_SCOPES)[number][],
     rateLimit?: { max: number; windowMs: number },
   ) => {
-    const { record: key, secret } = mintKey({ accountId: 'acct_soak', scopes, rateLimit: rateLimit ?? null })
+    const { record: key, secret } = mintKey({
+      accountId: 'acct_soak',
+      scopes,
+      rateLimits: rateLimit ? [rateLimit] : null,
+    })
     await store.keys.insert(key)
     return secret
   }

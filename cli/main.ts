@@ -13,15 +13,19 @@ Commands:
   serve                                   Start the gateway (what \`npm start\` runs).
   migrate                                 Apply pending database migrations, then exit.
   keys create --account ACCT --scope S [--scope S …] [--expires-in DURATION]
-              [--rate-limit N/WINDOW] [--json]
+              [--rate-limit N/WINDOW …] [--json]
                                           Mint a key; prints its secret once.
   keys list --account ACCT [--json]       List an account's keys (never their secrets).
+  keys update KEY_ID (--rate-limit N/WINDOW … | --default-rate-limit) [--json]
+                                          Change a key's rate-limit policies; every instance
+                                          applies them within KEY_CACHE_TTL.
   keys revoke KEY_ID [--json]             Revoke a key; it stops working within KEY_CACHE_TTL.
   studios create --account ACCT --name NAME [--json]
   studios list --account ACCT [--json]
 
 Scopes: ${scopes.join(', ')}.
-DURATION: 90s, 15m, 12h, 30d. N/WINDOW: 1000/1m (requests per window).
+DURATION: 90s, 15m, 12h, 30d. N/WINDOW: 1000/1m (at most N requests in any WINDOW); several
+--rate-limit options give a key several policies (20/1s and 600/1m): the strictest decides.
 The store is the one the server uses: DATA_DIR (SQLite) or DATABASE_URL (PostgreSQL).
 `
 
@@ -79,6 +83,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   }
   if (command === 'keys' && sub === 'create') return keysCreate(rest, io)
   if (command === 'keys' && sub === 'list') return keysList(rest, io)
+  if (command === 'keys' && sub === 'update') return keysUpdate(rest, io)
   if (command === 'keys' && sub === 'revoke') return keysRevoke(rest, io)
   if (command === 'studios' && sub === 'create') return studiosCreate(rest, io)
   if (command === 'studios' && sub === 'list') return studiosList(rest, io)
@@ -127,10 +132,20 @@ function parseRateLimit(text: string): KeyRateLimit {
   const match = /^(\d+)\/(.+)$/.exec(text.trim())
   const max = match ? Number(match[1]) : Number.NaN
   const windowMs = match?.[2] ? parseDuration(match[2]) : undefined
-  if (!Number.isSafeInteger(max) || max < 1 || windowMs === undefined) {
-    throw new UsageError('--rate-limit must be N/WINDOW, such as 1000/1m')
+  if (!Number.isSafeInteger(max) || max < 1 || windowMs === undefined || windowMs < 1000 || windowMs % 1000 !== 0) {
+    throw new UsageError('--rate-limit must be N/WINDOW with a window of whole seconds, such as 1000/1m')
   }
   return { max, windowMs }
+}
+
+/** The policies of repeated --rate-limit options; two with one window would be one too many. */
+function parseRateLimits(texts: readonly string[] | undefined): KeyRateLimit[] | null {
+  if (texts === undefined || texts.length === 0) return null
+  const limits = texts.map(parseRateLimit)
+  if (new Set(limits.map((limit) => limit.windowMs)).size !== limits.length) {
+    throw new UsageError('--rate-limit: give each window once (the stricter of two would make the other useless)')
+  }
+  return limits.sort((a, b) => a.windowMs - b.windowMs)
 }
 
 async function keysCreate(args: string[], io: CliIo): Promise<number> {
@@ -138,7 +153,7 @@ async function keysCreate(args: string[], io: CliIo): Promise<number> {
     account: { type: 'string' },
     scope: { type: 'string', multiple: true },
     'expires-in': { type: 'string' },
-    'rate-limit': { type: 'string' },
+    'rate-limit': { type: 'string', multiple: true },
     json: { type: 'boolean' },
   })
   const accountId = accountOption(values.account)
@@ -152,9 +167,9 @@ async function keysCreate(args: string[], io: CliIo): Promise<number> {
     if (ms === undefined) throw new UsageError('--expires-in must be a duration such as 90s, 15m, 12h or 30d')
     expiresAt = new Date(Date.now() + ms).toISOString()
   }
-  const rateLimit = values['rate-limit'] === undefined ? null : parseRateLimit(values['rate-limit'])
+  const rateLimits = parseRateLimits(values['rate-limit'])
 
-  const { record, secret } = mintKey({ accountId, scopes: requested as Scope[], expiresAt, rateLimit })
+  const { record, secret } = mintKey({ accountId, scopes: requested as Scope[], expiresAt, rateLimits })
   await withStore(io, (store) => store.keys.insert(record))
   if (values.json) {
     writeJson(io, {
@@ -164,7 +179,7 @@ async function keysCreate(args: string[], io: CliIo): Promise<number> {
       accountId: record.accountId,
       scopes: record.scopes,
       expiresAt: record.expiresAt,
-      ...(record.rateLimit ? { rateLimit: describeRateLimit(record.rateLimit) } : {}),
+      ...(record.rateLimits ? { rateLimits: describeRateLimits(record.rateLimits) } : {}),
     })
   } else {
     io.out.write(
@@ -176,8 +191,9 @@ async function keysCreate(args: string[], io: CliIo): Promise<number> {
   return 0
 }
 
-function describeRateLimit(limit: KeyRateLimit) {
-  return { max: limit.max, window: formatDuration(limit.windowMs) }
+/** A key's policies as `{ max, window }`; null when the key has the gateway's default. */
+function describeRateLimits(limits: readonly KeyRateLimit[] | null) {
+  return limits === null ? null : limits.map((limit) => ({ max: limit.max, window: formatDuration(limit.windowMs) }))
 }
 
 function keyStatus(key: KeyRecord): 'active' | 'revoked' | 'expired' {
@@ -197,7 +213,7 @@ function keyListing(key: KeyRecord) {
     expiresAt: key.expiresAt,
     revokedAt: key.revokedAt,
     lastUsedAt: key.lastUsedAt,
-    rateLimit: key.rateLimit ? describeRateLimit(key.rateLimit) : null,
+    rateLimits: describeRateLimits(key.rateLimits),
   }
 }
 
@@ -214,6 +230,37 @@ async function keysList(args: string[], io: CliIo): Promise<number> {
       const listing = keyListing(key)
       io.out.write(`${key.id}  ${key.prefix}…  ${listing.status.padEnd(7)}  ${key.scopes.join(',')}\n`)
     }
+  }
+  return 0
+}
+
+async function keysUpdate(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      'rate-limit': { type: 'string', multiple: true },
+      'default-rate-limit': { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    1,
+  )
+  const id = positionals[0] as string
+  const given = values['rate-limit'] !== undefined
+  if (given === (values['default-rate-limit'] === true)) {
+    throw new UsageError('keys update needs --rate-limit N/WINDOW (one or more) or --default-rate-limit')
+  }
+  const rateLimits = given ? parseRateLimits(values['rate-limit']) : null
+  const key = await withStore(io, (store) => store.keys.setRateLimits(id, rateLimits))
+  if (!key) {
+    io.err.write(`error: no key with id ${JSON.stringify(id)}\n`)
+    return 1
+  }
+  if (values.json) writeJson(io, keyListing(key))
+  else {
+    const policies = describeRateLimits(key.rateLimits)
+    const described =
+      policies === null ? "the gateway's default" : policies.map((p) => `${p.max}/${p.window}`).join(' and ')
+    io.out.write(`Updated ${key.id}: rate limit ${described}. Servers apply it within their KEY_CACHE_TTL.\n`)
   }
   return 0
 }

@@ -1,8 +1,10 @@
 import { LRUCache } from 'lru-cache'
-import type { KeyRateLimit, KeyRecord, KeyStore } from '../stores/types.js'
+import type { KeyRecord, KeyStore } from '../stores/types.js'
 import { hashKey, isWellFormedKey, type Scope } from './api-keys.js'
 import { withDeadline } from './deadline.js'
+import { formatDuration } from './duration.js'
 import { keyRefusals as refusals, unavailable } from './errors.js'
+import type { RatePolicy } from './rate-limit/sliding-window.js'
 
 /** What a request knows of the key that authenticated it. Never the secret. */
 export interface VerifiedKey {
@@ -11,7 +13,8 @@ export interface VerifiedKey {
   readonly accountId: string
   readonly scopes: readonly Scope[]
   readonly expiresAt: string | null
-  readonly rateLimit: KeyRateLimit | null
+  /** The key's own rate-limit policies, named for the RateLimit fields; null for the gateway's default. */
+  readonly ratePolicies: readonly RatePolicy[] | null
   /** The X-Key-Scopes header value, built once per cache entry. */
   readonly scopesHeader: string
 }
@@ -66,7 +69,7 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
         accountId: record.accountId,
         scopes: record.scopes,
         expiresAt: record.expiresAt,
-        rateLimit: record.rateLimit,
+        ratePolicies: record.rateLimits?.map(keyPolicy) ?? null,
         scopesHeader: record.scopes.join(', '),
       },
       revoked: record.revokedAt !== null,
@@ -120,3 +123,10 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
 }
 
 export type KeyVerifier = ReturnType<typeof createKeyVerifier>
+
+/** A key's policy, named by its window (`"1s"`, `"1m"`) in the RateLimit fields. */
+const keyPolicy = ({ max, windowMs }: { max: number; windowMs: number }): RatePolicy => ({
+  name: formatDuration(windowMs),
+  max,
+  windowMs,
+})

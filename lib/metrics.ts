@@ -28,6 +28,8 @@ export interface RateLimitCounts {
   readonly failOpen: number
   /** Times Redis became unreachable. */
   readonly outages: number
+  /** Instances sharing the budgets, as last heard in Redis (1 without Redis). */
+  readonly instances: number
 }
 export type ShedReason = 'event_loop_delay' | 'heap_used' | 'rss'
 
@@ -241,7 +243,15 @@ export function createMetrics(options: MetricsOptions) {
     registers: [registry],
   })
 
-  let rateLimit: RateLimitCounts = { rejected: { key: 0, ip: 0 }, failOpen: 0, outages: 0 }
+  let rateLimit: RateLimitCounts = { rejected: { key: 0, ip: 0 }, failOpen: 0, outages: 0, instances: 1 }
+  new Gauge({
+    name: `${PREFIX}rate_limit_instances`,
+    help: 'Instances sharing the rate-limit budgets, as last heard in Redis: while Redis is down, each enforces budget / this.',
+    registers: [registry],
+    collect() {
+      this.set(rateLimit.instances)
+    },
+  })
   counterFrom(
     registry,
     `${PREFIX}rate_limit_rejections_total`,

@@ -6,7 +6,7 @@ export interface MintKeyInput {
   readonly accountId: string
   readonly scopes: readonly Scope[]
   readonly expiresAt?: string | null
-  readonly rateLimit?: KeyRateLimit | null
+  readonly rateLimits?: readonly KeyRateLimit[] | null
 }
 
 /** A new key: the record to store (its hash, never the secret) and the secret to show once. */
@@ -22,7 +22,7 @@ export function mintKey(input: MintKeyInput, now = new Date()): { record: KeyRec
     expiresAt: input.expiresAt ?? null,
     revokedAt: null,
     lastUsedAt: null,
-    rateLimit: input.rateLimit ?? null,
+    rateLimits: input.rateLimits ?? null,
   }
   return { record, secret }
 }

@@ -100,14 +100,38 @@ const RESPONSE_HEADERS = {
     schema: { type: 'string', enum: ['true'] },
   },
   'Retry-After': { description: 'Seconds to wait before retrying.', schema: seconds },
-  'RateLimit-Limit': { description: 'Requests allowed in the current window (IETF draft header).', schema: seconds },
-  'RateLimit-Remaining': { description: 'Requests left in the current window.', schema: seconds },
-  'RateLimit-Reset': { description: 'Seconds until the current window resets.', schema: seconds },
+  'RateLimit-Policy': {
+    description:
+      'The rate-limit policies of this budget (IETF draft-ietf-httpapi-ratelimit-headers, a structured-field list): each named, with its quota `q` and window `w` in seconds. A key may have several; the strictest decides.',
+    schema: { type: 'string' },
+    example: '"default";q=600;w=60',
+  },
+  RateLimit: {
+    description:
+      'The policy that applied to this request, as a structured-field list item: `r` requests remaining, `t` seconds until more quota is available (on a 429, the exact Retry-After; absent while nothing is used).',
+    schema: { type: 'string' },
+    example: '"default";r=599;t=60',
+  },
+  'RateLimit-Limit': {
+    description: 'The quota of the policy that applied (the 2021 draft header, kept for existing clients).',
+    schema: seconds,
+  },
+  'RateLimit-Remaining': { description: 'Requests left under the policy that applied.', schema: seconds },
+  'RateLimit-Reset': {
+    description: 'Seconds until more quota is available (`t` of the RateLimit field; 0 while nothing is used).',
+    schema: seconds,
+  },
 } as const
 
 type HeaderName = keyof typeof RESPONSE_HEADERS
 
-const RATE_LIMIT_HEADERS = ['RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'] as const
+const RATE_LIMIT_HEADERS = [
+  'RateLimit-Policy',
+  'RateLimit',
+  'RateLimit-Limit',
+  'RateLimit-Remaining',
+  'RateLimit-Reset',
+] as const
 
 /**
  * The headers each error code always carries (besides X-Request-Id, on every answer, and

@@ -3,21 +3,22 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { ApiError, rateLimited } from '../lib/errors.js'
-import { createRateLimitCounters, type RateLimitStats } from '../lib/rate-limit-counters.js'
+import { createRateLimitCounters, type RateLimitStats } from '../lib/rate-limit/counters.js'
+import type { PolicyState, RatePolicy } from '../lib/rate-limit/sliding-window.js'
 import { callerOf } from '../pipeline/authentication.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The hooks that enforce the budgets; app.ts places each where the order of checks wants it. */
+    /** The budgets; the /v1 pipeline places each where the order of checks wants it. */
     readonly rateLimiter: RateLimiter
-    /** Rejections and Redis fail-open events since start, for metrics (see lib/rate-limit-counters.ts). */
+    /** Rejections, Redis fail-overs and instances, for metrics (see lib/rate-limit/counters.ts). */
     readonly rateLimitStats: RateLimitStats
   }
 }
 
 export interface RateLimiter {
-  /** onRequest, after auth: the calling key's budget (RATE_LIMIT_MAX, or the key's own). */
-  perKey(request: FastifyRequest, reply: FastifyReply): Promise<void>
+  /** After the key: the calling key's budget (its own policies, or RATE_LIMIT_MAX per RATE_LIMIT_WINDOW). */
+  perKey(request: FastifyRequest, reply: FastifyReply): void | Promise<void>
   /** Before the 404 handler answers: an unknown route spends the client IP's failure budget. */
   unknownRoute(request: FastifyRequest, reply: FastifyReply): Promise<void>
   /**
@@ -36,15 +37,22 @@ type Budget = keyof RateLimitStats['rejected']
  * lack of a colon skips normalizeIP's IPv6 regular expression on every refused request.
  */
 const clientAddress = (ip: string) => (ip.includes(':') ? normalizeIP(ip) : ip)
-type Check = ReturnType<FastifyRequest['server']['createRateLimit']>
-type Decision = Awaited<ReturnType<Check>>
+
+/** A policy list as the RateLimit-Policy field (RFC 9651 list of strings with parameters). */
+const policyField = (policies: readonly RatePolicy[]) =>
+  policies.map((p) => `"${p.name}";q=${p.max};w=${Math.max(1, Math.ceil(p.windowMs / 1000))}`).join(', ')
 
 /**
- * Rate limits with @fastify/rate-limit, its counters in memory or in Redis (REDIS_URL). Two budgets:
- * per key (every request that authenticated), and per client IP for failures that have no key to
- * charge (failed authentication, unknown routes), so key and URL guessing are limited too. The
- * plugin's own route hooks would run after every app-level onRequest hook (after the scope check);
- * its `createRateLimit` checks are placed explicitly instead (see app.ts).
+ * The rate limits: the sliding-window algorithm of lib/rate-limit/ (no burst at a window boundary),
+ * its counters in memory or in Redis (REDIS_URL). Two budgets: per key, and per client IP for
+ * failures that have no key to charge (failed authentication, unknown routes), so guessing keys and
+ * URLs is limited too.
+ *
+ * The client-IP budget goes through @fastify/rate-limit (`createRateLimit`, with the algorithm as
+ * its `store`): one policy per check fits that contract. The key budget calls the algorithm
+ * directly: a key may carry several policies decided at once (one Redis round trip), the answer
+ * names the policy that applied with its exact wait, and in memory the decision needs no promise
+ * at all — none of which the plugin's store contract (one counter and one TTL per call) can carry.
  */
 export default fp<{ config: Config }>(
   async function rateLimits(app, { config }) {
@@ -57,57 +65,107 @@ export default fp<{ config: Config }>(
     await counters.connect()
     if (counters.usesRedis) app.dependencies.register('redis', () => counters.check())
 
-    await app.register(rateLimit, {
-      global: false,
-      store: counters.Store,
-      // The store fails over to memory by itself; should it still throw, let the request through
-      // rather than answer 500 because of the limiter.
-      skipOnError: true,
-    })
-
     const { windowMs } = config.rateLimit
-    const keyBudget = app.createRateLimit({
-      keyGenerator: (request) => `key:${callerOf(request).id}`,
-      max: (request) => callerOf(request).rateLimit?.max ?? config.rateLimit.max,
-      timeWindow: (request) => callerOf(request).rateLimit?.windowMs ?? windowMs,
-    })
-    const ipBudget = app.createRateLimit({
-      keyGenerator: (request) => `ip:${clientAddress(request.ip)}`,
-      max: config.rateLimit.unauthMax,
-      timeWindow: windowMs,
-    })
+    const defaultPolicies: readonly RatePolicy[] = [{ name: 'default', max: config.rateLimit.max, windowMs }]
+    const failures: RatePolicy = { name: 'failures', max: config.rateLimit.unauthMax, windowMs }
+    const failuresField = policyField([failures])
+    const policyFields = new WeakMap<readonly RatePolicy[], string>()
+    const policyFieldOf = (policies: readonly RatePolicy[]) => {
+      let field = policyFields.get(policies)
+      if (field === undefined) {
+        field = policyField(policies)
+        policyFields.set(policies, field)
+      }
+      return field
+    }
 
-    /** Sets the RateLimit-* headers of the budget that applied; a 429 once it is spent. */
-    function enforce(decision: Decision, reply: FastifyReply, budget: Budget, { spent = true } = {}) {
-      if (decision.isAllowed) return
-      // Whole seconds, at least 1: a client that waits this long finds a fresh window. No window
-      // open yet (a peek at an unused budget): a full one.
-      const resetSeconds = Math.max(1, decision.ttl > 0 ? decision.ttlInSeconds : Math.ceil(decision.timeWindow / 1000))
-      reply.header('ratelimit-limit', decision.max)
-      reply.header('ratelimit-remaining', decision.remaining)
-      reply.header('ratelimit-reset', resetSeconds)
-      if (spent && decision.isExceeded) {
+    /** Shows the state that applied in the answer's headers; a 429 when the request was refused. */
+    function enforce(state: PolicyState, allowed: boolean, field: string, reply: FastifyReply, budget?: Budget) {
+      // Whole seconds, rounded up: a client that waits this long finds room. When refused, the
+      // exact wait (at least 1), which Retry-After repeats; else until more quota is available.
+      const seconds = allowed ? Math.ceil(state.resetMs / 1000) : Math.max(1, Math.ceil(state.waitMs / 1000))
+      reply.header('ratelimit-limit', state.policy.max)
+      reply.header('ratelimit-remaining', state.remaining)
+      reply.header('ratelimit-reset', seconds)
+      reply.header('ratelimit-policy', field)
+      reply.header(
+        'ratelimit',
+        seconds > 0
+          ? `"${state.policy.name}";r=${state.remaining};t=${seconds}`
+          : `"${state.policy.name}";r=${state.remaining}`,
+      )
+      if (!allowed && budget !== undefined) {
         counters.stats.rejected[budget]++
-        throw rateLimited(resetSeconds)
+        throw rateLimited(seconds)
       }
     }
 
+    // The client-IP failure budget, through @fastify/rate-limit with the algorithm as its store.
+    class FailureStore {
+      incr(key: string, callback: StoreCallback, timeWindow: number, max: number) {
+        decideForPlugin(key, timeWindow, max, true, callback)
+      }
+      read(key: string, callback: StoreCallback, timeWindow: number, max: number) {
+        decideForPlugin(key, timeWindow, max, false, callback)
+      }
+      child() {
+        return new FailureStore()
+      }
+    }
+    // What the plugin reads of a decision: the count (over max when refused) and the time to wait.
+    const pluginResult = (state: PolicyState, allowed: boolean) => ({
+      current: allowed ? state.policy.max - state.remaining : state.policy.max + 1,
+      ttl: allowed ? state.resetMs : state.waitMs,
+    })
+    function decideForPlugin(key: string, windowMs: number, max: number, increment: boolean, callback: StoreCallback) {
+      const policies = [{ name: failures.name, max, windowMs }]
+      const decision = counters.decide(`ip:${key}`, policies, increment)
+      if (decision instanceof Promise) {
+        decision.then((d) => callback(null, pluginResult(d.applied, d.allowed)), callback)
+      } else {
+        callback(null, pluginResult(decision.applied, decision.allowed))
+      }
+    }
+    await app.register(rateLimit, { global: false, store: FailureStore, skipOnError: true })
+    const ipBudget = app.createRateLimit({
+      keyGenerator: (request) => clientAddress(request.ip),
+      max: failures.max,
+      timeWindow: failures.windowMs,
+    })
+
+    async function failureBudget(request: FastifyRequest, reply: FastifyReply, spend: boolean) {
+      const result = await ipBudget(request, { increment: spend })
+      if (result.isAllowed) return
+      const refused = spend && result.isExceeded
+      const state: PolicyState = {
+        policy: failures,
+        remaining: result.remaining,
+        resetMs: refused ? 0 : result.ttl,
+        waitMs: refused ? result.ttl : 0,
+      }
+      enforce(state, !refused, failuresField, reply, 'ip')
+    }
+
     const limiter: RateLimiter = {
-      async perKey(request, reply) {
-        enforce(await keyBudget(request), reply, 'key')
+      perKey(request, reply) {
+        const key = callerOf(request)
+        const policies = key.ratePolicies ?? defaultPolicies
+        const decision = counters.decide(`key:${key.id}`, policies)
+        if (decision instanceof Promise) {
+          return decision.then((d) => enforce(d.applied, d.allowed, policyFieldOf(policies), reply, 'key'))
+        }
+        enforce(decision.applied, decision.allowed, policyFieldOf(policies), reply, 'key')
       },
-      async unknownRoute(request, reply) {
-        enforce(await ipBudget(request), reply, 'ip')
-      },
-      async refused(request, reply, error) {
-        // Only failed authentication counts: a malformed request (400: two different keys, a bad
-        // URL) guesses nothing, and a 503 (verification down) is not the client's doing.
-        const failedAuth = error instanceof ApiError && error.code === 'invalid_key'
-        enforce(await ipBudget(request, { increment: failedAuth }), reply, 'ip', { spent: failedAuth })
-      },
+      unknownRoute: (request, reply) => failureBudget(request, reply, true),
+      // Only failed authentication counts: a malformed request (400: two different keys, a bad
+      // URL) guesses nothing, and a 503 (verification down) is not the client's doing.
+      refused: (request, reply, error) =>
+        failureBudget(request, reply, error instanceof ApiError && error.code === 'invalid_key'),
     }
     app.decorate('rateLimiter', limiter)
     app.decorate('rateLimitStats', counters.stats)
   },
   { name: 'rate-limit' },
 )
+
+type StoreCallback = (error: Error | null, result?: { current: number; ttl: number }) => void

@@ -6,8 +6,8 @@ import type { Session, Stream, Studio } from '../schemas/resources.js'
  * upstream HTTP service implement them; nothing above this file knows which one runs.
  */
 
+/** A key's own rate-limit policy: at most `max` requests in any `windowMs`. */
 export interface KeyRateLimit {
-  /** Requests allowed per window. */
   readonly max: number
   readonly windowMs: number
 }
@@ -23,8 +23,8 @@ export interface KeyRecord {
   readonly expiresAt: string | null
   readonly revokedAt: string | null
   readonly lastUsedAt: string | null
-  /** A per-key override of the gateway's default rate limit. */
-  readonly rateLimit: KeyRateLimit | null
+  /** The key's own rate-limit policies (the strictest decides), replacing the gateway's default; null for the default. */
+  readonly rateLimits: readonly KeyRateLimit[] | null
 }
 
 export interface KeyStore {
@@ -33,6 +33,8 @@ export interface KeyStore {
   list(accountId: string): Promise<KeyRecord[]>
   /** Marks the key revoked (once; a second call keeps the first time). Undefined when no such key. */
   revoke(id: string, at: string): Promise<KeyRecord | undefined>
+  /** Replaces the key's rate-limit policies (null: the gateway's default). Undefined when no such key. */
+  setRateLimits(id: string, rateLimits: readonly KeyRateLimit[] | null): Promise<KeyRecord | undefined>
   /** Records a use of the key. Best effort: callers throttle it and ignore its failures. */
   touch(id: string, at: string): Promise<void>
 }

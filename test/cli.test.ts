@@ -77,7 +77,49 @@ t.test('command line', async (t) => {
     const key = res.json()
     const expires = Date.parse(key.expiresAt)
     t.ok(expires >= before + 12 * 3_600_000 && expires <= Date.now() + 12 * 3_600_000)
-    t.same(key.rateLimit, { max: 1000, window: '1m' })
+    t.same(key.rateLimits, [{ max: 1000, window: '1m' }])
+  })
+
+  t.test('keys create and keys update: several --rate-limit policies, or the default again', async (t) => {
+    const created = await cli(storeEnv, 'keys', 'create', '--account', 'acct_cli', '--scope', 'studio:read', '--json')
+    const { id } = created.json()
+    const updated = await cli(
+      storeEnv,
+      'keys',
+      'update',
+      id,
+      '--rate-limit',
+      '600/1m',
+      '--rate-limit',
+      '20/1s',
+      '--json',
+    )
+    t.equal(updated.code, 0)
+    t.same(updated.json().rateLimits, [
+      { max: 20, window: '1s' },
+      { max: 600, window: '1m' },
+    ])
+    const store = await openStore(loadConfig(storeEnv))
+    t.teardown(() => store.close())
+    t.same((await store.keys.list('acct_cli')).find((key) => key.id === id)?.rateLimits, [
+      { max: 20, windowMs: 1000 },
+      { max: 600, windowMs: 60_000 },
+    ])
+    const human = await cli(storeEnv, 'keys', 'update', id, '--default-rate-limit')
+    t.equal(human.code, 0)
+    t.match(human.stdout, /rate limit the gateway's default/)
+    t.equal((await store.keys.list('acct_cli')).find((key) => key.id === id)?.rateLimits, null)
+
+    for (const bad of [
+      ['keys', 'update', id],
+      ['keys', 'update', id, '--rate-limit', '5/1m', '--default-rate-limit'],
+      ['keys', 'update', id, '--rate-limit', '5/1m', '--rate-limit', '9/60s'],
+      ['keys', 'update', id, '--rate-limit', '5/250ms'],
+      ['keys', 'update', id, '--rate-limit', 'lots'],
+    ]) {
+      t.equal((await cli(storeEnv, ...bad)).code, 2, bad.join(' '))
+    }
+    t.equal((await cli(storeEnv, 'keys', 'update', 'key_nope', '--default-rate-limit')).code, 1, 'no such key')
   })
 
   t.test('keys create without --json prints the secret for a human', async (t) => {

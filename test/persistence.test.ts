@@ -1,4 +1,11 @@
+import { join } from 'node:path'
+import BetterSqlite3 from 'better-sqlite3'
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely'
+import pg from 'pg'
 import t from 'tap'
+import { migrateToLatest } from '../stores/sql/migrations.js'
+import { SQLITE_FILE } from '../stores/sqlite.js'
+import { freshStoreEnv } from './helpers/database.js'
 import { bearer, startGateway } from './helpers/gateway.js'
 
 t.test('the store survives a restart (SQLite file, or PostgreSQL schema)', async (t) => {
@@ -26,3 +33,57 @@ t.test('the store survives a restart (SQLite file, or PostgreSQL schema)', async
     'cursors stay valid across a restart: the signing secret is stored',
   )
 })
+
+t.test('migration 0003 carries a key limit of an older store over as its first policy', async (t) => {
+  const storeEnv = await freshStoreEnv(t)
+  const db = await rawDatabase(storeEnv)
+  await migrateToLatest(
+    db,
+    storeEnv.DATABASE_URL === undefined ? undefined : await currentSchema(db),
+    '0002_idempotency',
+  )
+  const old = db as unknown as Kysely<Record<string, Record<string, unknown>>>
+  const row = {
+    hash: 'h',
+    prefix: 'sk_live_0000',
+    account_id: 'acct_old',
+    scopes: 'studio:read',
+    created_at: '2026-01-01T00:00:00.000Z',
+    expires_at: null,
+    revoked_at: null,
+    last_used_at: null,
+  }
+  await old
+    .insertInto('api_keys')
+    .values([
+      { ...row, id: 'key_limited', hash: 'h1', rate_limit_max: 30, rate_limit_window_ms: 60_000 },
+      { ...row, id: 'key_default', hash: 'h2', rate_limit_max: null, rate_limit_window_ms: null },
+    ])
+    .execute()
+  await db.destroy()
+
+  const gw = await startGateway(t, { storeEnv })
+  const keys = await gw.store.keys.list('acct_old')
+  t.same(
+    keys.map((key) => [key.id, key.rateLimits]),
+    [
+      ['key_default', null],
+      ['key_limited', [{ max: 30, windowMs: 60_000 }]],
+    ].sort(),
+  )
+})
+
+async function rawDatabase(storeEnv: Record<string, string>): Promise<Kysely<unknown>> {
+  if (storeEnv.DATABASE_URL !== undefined) {
+    return new Kysely({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: storeEnv.DATABASE_URL }) }),
+    })
+  }
+  const file = new BetterSqlite3(join(storeEnv.DATA_DIR as string, SQLITE_FILE))
+  return new Kysely({ dialect: new SqliteDialect({ database: file }) })
+}
+
+async function currentSchema(db: Kysely<unknown>): Promise<string> {
+  const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db)
+  return (rows[0] as { schema: string }).schema
+}

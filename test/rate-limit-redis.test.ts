@@ -71,9 +71,15 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     t.equal(statuses.filter((s) => s === 200).length, 5, 'together they allow exactly the limit')
     t.same(statuses.slice(0, 5), [200, 200, 200, 200, 200], 'the first five, whichever instance')
     t.same(statuses.slice(5), [429, 429, 429, 429, 429], 'then both refuse')
-    t.equal(Number(await client.get(`${prefix}rate-limit:key:${id}`)), 10, 'counted in Redis, under the prefix')
-    const ttl = await client.pttl(`${prefix}rate-limit:key:${id}`)
-    t.ok(ttl > 0 && ttl <= 60_000, 'the counter expires with the window')
+    const counter = `${prefix}rate-limit:key:${id}:60000`
+    const counts = (await client.hvals(counter)).map(Number)
+    t.equal(
+      counts.reduce((sum, count) => sum + count, 0),
+      5,
+      'the allowed requests are counted in Redis, under the prefix',
+    )
+    const ttl = await client.pttl(counter)
+    t.ok(ttl > 0 && ttl <= 120_000, 'the counter expires after the window')
 
     for (const gw of [a, b]) {
       t.match(gw.app.rateLimitStats, { store: 'redis', redisReachable: true, failOpen: 0, outages: 0 })
@@ -84,6 +90,72 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     }
   })
 
+  t.test('two instances on one Redis: at most the limit in any window, across the old boundary', async (t) => {
+    const prefix = uniquePrefix()
+    await sharedRedis(t, prefix)
+    const [a, b] = await twoInstances(t, {
+      REDIS_URL: redisUrl,
+      REDIS_KEY_PREFIX: prefix,
+      RATE_LIMIT_MAX: '4',
+      RATE_LIMIT_WINDOW: '1s',
+    })
+    const { secret } = await a.key()
+    const started = performance.now()
+    t.equal((await timed(a, secret)).status, 200)
+    await sleep(900 - (performance.now() - started))
+    for (let i = 0; i < 3; i++) t.equal((await timed(i % 2 === 0 ? b : a, secret)).status, 200)
+    await sleep(Math.max(0, 1060 - (performance.now() - started)))
+    t.same(
+      [(await timed(b, secret)).status, (await timed(a, secret)).status, (await timed(b, secret)).status],
+      [200, 429, 429],
+      'only the first request has left the window: no fresh budget at the old boundary',
+    )
+
+    const other = await a.key()
+    const successes: [number, number][] = []
+    const until = performance.now() + 2500
+    for (let i = 0; performance.now() < until; i++) {
+      const sent = performance.now()
+      const res = await timed(i % 2 === 0 ? a : b, other.secret)
+      if (res.status === 200) successes.push([sent, performance.now()])
+      await sleep(Math.random() * 40)
+    }
+    t.ok(successes.length >= 8, 'several windows crossed')
+    for (let i = 0; i + 4 < successes.length; i++) {
+      const span = (successes[i + 4] as [number, number])[1] - (successes[i] as [number, number])[0]
+      if (span < 1000) t.fail(`5 requests allowed within ${Math.round(span)} ms by the two instances`)
+    }
+    t.pass('never more than 4 in any second, whichever instance answered')
+  })
+
+  t.test('a key with two policies is held by the stricter on Redis too', async (t) => {
+    const prefix = uniquePrefix()
+    await sharedRedis(t, prefix)
+    const [a, b] = await twoInstances(t, { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: prefix, RATE_LIMIT_MAX: '100' })
+    const { secret } = await a.key({
+      rateLimits: [
+        { max: 2, windowMs: 1000 },
+        { max: 3, windowMs: 60_000 },
+      ],
+    })
+    const answers = []
+    for (let i = 0; i < 3; i++) {
+      const res = await (i % 2 === 0 ? a : b).app.inject({ url: '/v1/key', headers: bearer(secret) })
+      answers.push([res.statusCode, String(res.headers.ratelimit).split(';')[0]])
+    }
+    t.same(answers, [
+      [200, '"1s"'],
+      [200, '"1s"'],
+      [429, '"1s"'],
+    ])
+    await sleep(1150)
+    t.equal((await timed(b, secret)).status, 200, 'the per-second policy has room again')
+    const res = await a.app.inject({ url: '/v1/key', headers: bearer(secret) })
+    t.equal(res.statusCode, 429, 'but the per-minute one is spent')
+    t.match(res.headers.ratelimit, /^"1m";r=0;t=\d+$/)
+    t.equal(res.headers.ratelimit, `"1m";r=0;t=${res.headers['retry-after']}`)
+  })
+
   t.test('the per-IP budget for failures is shared too', async (t) => {
     const prefix = uniquePrefix()
     const client = await sharedRedis(t, prefix)
@@ -92,7 +164,7 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     t.equal((await b.app.inject({ url: '/v1/nowhere' })).statusCode, 404)
     t.equal((await a.app.inject({ url: '/v1/key' })).statusCode, 429)
     t.equal((await b.app.inject({ url: '/v1/key' })).statusCode, 429)
-    t.same(await keysUnder(client, `${prefix}rate-limit:ip:`), [`${prefix}rate-limit:ip:127.0.0.1`])
+    t.same(await keysUnder(client, `${prefix}rate-limit:ip:`), [`${prefix}rate-limit:ip:127.0.0.1:60000`])
   })
 
   t.test('Redis at a dead port: served with per-instance limits, logged once, within the bound', async (t) => {
@@ -124,11 +196,14 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     }
   })
 
-  t.test('own Redis killed mid-test: per-instance limits within the bound, then shared again', async (t) => {
+  t.test('own Redis killed mid-test: each instance its share within the bound, then shared again', async (t) => {
     const usual = await usualLatency(t)
     const own = await spawnRedisServer(t)
     const [a, b] = await twoInstances(t, { REDIS_URL: own.url, RATE_LIMIT_MAX: '4', RATE_LIMIT_WINDOW: '1m' })
     const before = await a.key()
+    await waitFor('both instances to hear of each other', () =>
+      [a, b].every((gw) => gw.app.rateLimitStats.instances === 2),
+    )
 
     t.same(
       [await timed(a, before.secret), await timed(b, before.secret)].map((r) => [r.status, r.remaining]),
@@ -144,9 +219,10 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     for (const gw of [a, b]) for (let i = 0; i < 5; i++) during.push(await timed(gw, before.secret))
     t.same(
       during.map((r) => r.status),
-      [200, 200, 200, 200, 429, 200, 200, 200, 200, 429],
-      'each instance counts on its own, with the full limit',
+      [200, 200, 429, 429, 429, 200, 200, 429, 429, 429],
+      'each instance counts on its own, with its share (4 / 2 instances): together the limit',
     )
+    t.equal(during[0]?.remaining, '1', 'the answers show the share')
     const slowest = Math.max(...during.map((r) => r.ms))
     t.ok(slowest < usual + EXTRA_LATENCY_BOUND_MS, `slowest ${slowest.toFixed(1)} ms, usual ${usual.toFixed(1)} ms`)
     for (const gw of [a, b]) {

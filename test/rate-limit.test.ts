@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { parseList } from 'structured-headers'
 import type { Test } from 'tap'
 import t from 'tap'
 import { generateKeySecret } from '../lib/api-keys.js'
@@ -47,13 +48,14 @@ t.test('a key gets RATE_LIMIT_MAX requests per window, then 429 until Retry-Afte
     const headers = limitHeaders(t, res)
     t.equal(headers.limit, 3)
     t.equal(headers.remaining, 3 - i)
-    t.ok(headers.reset >= 1 && headers.reset <= 2, 'RateLimit-Reset is within the window')
+    // The oldest request leaves the window after the window and at most one slot (1/20 of it) more.
+    t.ok(headers.reset >= 1 && headers.reset <= 3, 'RateLimit-Reset is within the window and a slot')
   }
 
   const started = Date.now()
   const limited = await get(gw, '/v1/key', bearer(secret))
   const retryAfter = expectRateLimited(t, limited)
-  t.ok(retryAfter <= 2, 'Retry-After is no longer than the window')
+  t.ok(retryAfter <= 3, 'Retry-After is no longer than the window and a slot')
   t.equal(limited.headers['ratelimit-reset'], limited.headers['retry-after'])
   t.equal(limited.headers['x-key-scopes'], 'studio:read, stream:read, stream:golive', 'the key is known on a 429')
   t.equal(gw.app.rateLimitStats.rejected.key, 1, 'the rejection is counted')
@@ -62,7 +64,7 @@ t.test('a key gets RATE_LIMIT_MAX requests per window, then 429 until Retry-Afte
   await sleep(Math.max(0, retryAfter * 1000 - (Date.now() - started)) + 20)
   const after = await get(gw, '/v1/key', bearer(secret))
   t.equal(after.statusCode, 200, 'served again after Retry-After')
-  t.equal(limitHeaders(t, after).remaining, 2, 'in a fresh window')
+  t.ok(limitHeaders(t, after).remaining <= 2, 'the oldest requests have left the window')
 })
 
 t.test('two keys have separate budgets, even of one account and one IP', async (t) => {
@@ -79,8 +81,8 @@ t.test('two keys have separate budgets, even of one account and one IP', async (
 
 t.test("a key's own rate limit overrides the default", async (t) => {
   const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '5', RATE_LIMIT_WINDOW: '1s' } })
-  const strict = await gw.key({ rateLimit: { max: 2, windowMs: 60_000 } })
-  const generous = await gw.key({ rateLimit: { max: 8, windowMs: 60_000 } })
+  const strict = await gw.key({ rateLimits: [{ max: 2, windowMs: 60_000 }] })
+  const generous = await gw.key({ rateLimits: [{ max: 8, windowMs: 60_000 }] })
   const plain = await gw.key()
 
   for (let i = 0; i < 2; i++) {
@@ -90,7 +92,7 @@ t.test("a key's own rate limit overrides the default", async (t) => {
   }
   const limited = await get(gw, '/v1/key', bearer(strict.secret))
   const retryAfter = expectRateLimited(t, limited)
-  t.ok(retryAfter > 50 && retryAfter <= 60, `Retry-After follows the key's 1m window (${retryAfter})`)
+  t.ok(retryAfter > 50 && retryAfter <= 63, `Retry-After follows the key's 1m window and a slot (${retryAfter})`)
 
   for (let i = 0; i < 8; i++) t.equal((await get(gw, '/v1/key', bearer(generous.secret))).statusCode, 200)
   expectRateLimited(t, await get(gw, '/v1/key', bearer(generous.secret)))
@@ -245,4 +247,130 @@ t.test('without REDIS_URL there is no Redis dependency and counters are in memor
   const gw = await startGateway(t)
   t.notOk(gw.app.dependencies.names().includes('redis'))
   t.match(gw.app.rateLimitStats, { store: 'memory', redisReachable: null, failOpen: 0, outages: 0 })
+})
+
+/** Successes of a run, as [sent, received] times: checks that no L + 1 of them fit in any W. */
+function assertAtMostLInAnyWindow(t: Test, successes: [number, number][], limit: number, windowMs: number) {
+  for (let i = 0; i + limit < successes.length; i++) {
+    const [sentFirst] = successes[i] as [number, number]
+    const [, receivedLast] = successes[i + limit] as [number, number]
+    // Each was decided between its sending and its answer: these L + 1 surely fell within W.
+    if (receivedLast - sentFirst < windowMs) {
+      t.fail(`${limit + 1} requests allowed within ${Math.round(receivedLast - sentFirst)} ms (window ${windowMs} ms)`)
+      return
+    }
+  }
+  t.pass(`never more than ${limit} allowed in any ${windowMs} ms (${successes.length} allowed)`)
+}
+
+t.test('no burst at a window boundary: at most RATE_LIMIT_MAX requests in any RATE_LIMIT_WINDOW', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '4', RATE_LIMIT_WINDOW: '1s' } })
+  const { secret } = await gw.key()
+  const started = performance.now()
+  t.equal((await get(gw, '/v1/key', bearer(secret))).statusCode, 200, 'one request opens what a fixed window would')
+  await sleep(900 - (performance.now() - started))
+  for (let i = 0; i < 3; i++) t.equal((await get(gw, '/v1/key', bearer(secret))).statusCode, 200, 'the rest, late')
+  // A fixed window would be fresh now (four more); a sliding one still holds the three late ones.
+  await sleep(Math.max(0, 1060 - (performance.now() - started)))
+  t.equal((await get(gw, '/v1/key', bearer(secret))).statusCode, 200, 'the first request has left the window')
+  const after = await get(gw, '/v1/key', bearer(secret))
+  t.equal(after.statusCode, 429, 'past the old boundary, the late requests still count')
+  const retryAfter = Number(after.headers['retry-after'])
+  t.ok(retryAfter >= 1 && retryAfter <= 2, `Retry-After says when the late ones leave (${retryAfter})`)
+
+  // Random traffic for a while: whatever the timing, never more than the limit in any window.
+  const other = await gw.key()
+  const successes: [number, number][] = []
+  const until = performance.now() + 2500
+  while (performance.now() < until) {
+    const sent = performance.now()
+    const res = await get(gw, '/v1/key', bearer(other.secret))
+    if (res.statusCode === 200) successes.push([sent, performance.now()])
+    await sleep(Math.random() * 40)
+  }
+  t.ok(successes.length >= 8, 'the run was long enough to cross several windows')
+  assertAtMostLInAnyWindow(t, successes, 4, 1000)
+})
+
+t.test('a key with several policies is held by the strictest, and the answer names it', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '100', RATE_LIMIT_WINDOW: '1m' } })
+  const { secret } = await gw.key({
+    rateLimits: [
+      { max: 3, windowMs: 1000 },
+      { max: 5, windowMs: 60_000 },
+    ],
+  })
+  const statuses: number[] = []
+  let res: Response | undefined
+  for (let i = 0; i < 3; i++) {
+    res = await get(gw, '/v1/key', bearer(secret))
+    statuses.push(res.statusCode)
+  }
+  t.same(statuses, [200, 200, 200])
+  t.equal(res?.headers['ratelimit-policy'], '"1s";q=3;w=1, "1m";q=5;w=60', 'every policy of the key')
+  t.match(res?.headers.ratelimit, /^"1s";r=0;t=[12]$/, 'the per-second policy has the fewest left')
+
+  const bySecond = await get(gw, '/v1/key', bearer(secret))
+  expectRateLimited(t, bySecond)
+  t.match(bySecond.headers.ratelimit, /^"1s";r=0;t=[12]$/, 'refused by the per-second policy')
+  t.equal(bySecond.headers.ratelimit, `"1s";r=0;t=${bySecond.headers['retry-after']}`)
+
+  await sleep(1150)
+  t.equal((await get(gw, '/v1/key', bearer(secret))).statusCode, 200)
+  const last = await get(gw, '/v1/key', bearer(secret))
+  t.equal(last.statusCode, 200)
+  t.match(last.headers.ratelimit, /^"1m";r=0;t=\d+$/, 'now the per-minute policy has the fewest left')
+  const byMinute = await get(gw, '/v1/key', bearer(secret))
+  const retryAfter = expectRateLimited(t, byMinute)
+  t.ok(
+    retryAfter > 50 && retryAfter <= 63,
+    `refused by the per-minute policy for the rest of its window (${retryAfter})`,
+  )
+  t.equal(byMinute.headers.ratelimit, `"1m";r=0;t=${retryAfter}`)
+})
+
+t.test('RateLimit-Policy and RateLimit are RFC 9651 lists that agree with the other headers', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW: '30s' } })
+  const { secret } = await gw.key()
+  for (let i = 0; i < 3; i++) {
+    const res = await get(gw, '/v1/key', bearer(secret))
+    const policies = parseList(String(res.headers['ratelimit-policy']))
+    t.equal(policies.length, 1)
+    const [name, policyParams] = policies[0] as [unknown, Map<string, unknown>]
+    t.equal(name, 'default', 'the default policy, a string')
+    t.equal(policyParams.get('q'), 2)
+    t.equal(policyParams.get('w'), 30)
+    const limits = parseList(String(res.headers.ratelimit))
+    t.equal(limits.length, 1)
+    const [limitName, params] = limits[0] as [unknown, Map<string, unknown>]
+    t.equal(limitName, 'default', 'names the policy that applied')
+    t.equal(params.get('r'), Number(res.headers['ratelimit-remaining']), 'r is RateLimit-Remaining')
+    if (res.statusCode === 429) {
+      t.equal(params.get('t'), Number(res.headers['retry-after']), 't is the Retry-After of a 429')
+      t.equal(params.get('t'), Number(res.headers['ratelimit-reset']))
+    } else {
+      t.equal(params.get('t'), Number(res.headers['ratelimit-reset']), 't is RateLimit-Reset')
+    }
+  }
+  // A client IP's failure budget speaks the same fields.
+  const refused = await get(gw, '/v1/key')
+  t.same(
+    parseList(String(refused.headers['ratelimit-policy'])).map(([name]) => name),
+    ['failures'],
+    'a refusal before the key shows the failure budget',
+  )
+})
+
+t.test("a key's policies can be changed after creation and apply within KEY_CACHE_TTL", async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '100', KEY_CACHE_TTL: '200ms' } })
+  const { secret, id } = await gw.key()
+  t.equal((await get(gw, '/v1/key', bearer(secret))).headers['ratelimit-limit'], '100')
+  await gw.store.keys.setRateLimits(id, [{ max: 1, windowMs: 60_000 }])
+  await sleep(250)
+  const res = await get(gw, '/v1/key', bearer(secret))
+  t.equal(res.headers['ratelimit-policy'], '"1m";q=1;w=60', 'the new policy')
+  expectRateLimited(t, await get(gw, '/v1/key', bearer(secret)))
+  await gw.store.keys.setRateLimits(id, null)
+  await sleep(250)
+  t.equal((await get(gw, '/v1/key', bearer(secret))).headers['ratelimit-limit'], '100', 'back to the default')
 })

@@ -1,6 +1,6 @@
 import type { Kysely, Selectable } from 'kysely'
 import { isScope, type Scope } from '../../lib/api-keys.js'
-import type { KeyRecord, KeyStore } from '../types.js'
+import type { KeyRateLimit, KeyRecord, KeyStore } from '../types.js'
 import type { ApiKeysTable, Database } from './schema.js'
 
 /** API keys: stored by the SHA-256 of their secret, never the secret. */
@@ -24,8 +24,7 @@ export function createKeyRepository(db: Kysely<Database>): KeyStore {
           expires_at: key.expiresAt,
           revoked_at: key.revokedAt,
           last_used_at: key.lastUsedAt,
-          rate_limit_max: key.rateLimit?.max ?? null,
-          rate_limit_window_ms: key.rateLimit?.windowMs ?? null,
+          rate_limits: encodeRateLimits(key.rateLimits),
         })
         .execute()
     },
@@ -54,6 +53,16 @@ export function createKeyRepository(db: Kysely<Database>): KeyStore {
       })
     },
 
+    async setRateLimits(id, rateLimits) {
+      await db
+        .updateTable('api_keys')
+        .set({ rate_limits: encodeRateLimits(rateLimits) })
+        .where('id', '=', id)
+        .execute()
+      const row = await db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst()
+      return row && toKeyRecord(row)
+    },
+
     async touch(id, at) {
       await db.updateTable('api_keys').set({ last_used_at: at }).where('id', '=', id).execute()
     },
@@ -71,9 +80,15 @@ function toKeyRecord(row: Selectable<ApiKeysTable>): KeyRecord {
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
     lastUsedAt: row.last_used_at,
-    rateLimit:
-      row.rate_limit_max !== null && row.rate_limit_window_ms !== null
-        ? { max: Number(row.rate_limit_max), windowMs: Number(row.rate_limit_window_ms) }
-        : null,
+    rateLimits: decodeRateLimits(row.rate_limits),
   }
+}
+
+const encodeRateLimits = (limits: readonly KeyRateLimit[] | null) =>
+  limits === null || limits.length === 0 ? null : JSON.stringify(limits.map(({ max, windowMs }) => ({ max, windowMs })))
+
+function decodeRateLimits(text: string | null): KeyRateLimit[] | null {
+  if (text === null) return null
+  const limits = JSON.parse(text) as { max: unknown; windowMs: unknown }[]
+  return limits.map(({ max, windowMs }) => ({ max: Number(max), windowMs: Number(windowMs) }))
 }

@@ -88,6 +88,36 @@ const migrations: Record<string, Migration> = {
         .execute()
     },
   },
+  '0003_key_rate_limit_policies': {
+    async up(db: Kysely<unknown>) {
+      // A key may carry several policies (20 a second and 600 a minute): one JSON column replaces
+      // the pair that held one. Existing per-key limits are carried over.
+      await db.schema.alterTable('api_keys').addColumn('rate_limits', 'text').execute()
+      const keys = db as unknown as Kysely<{
+        api_keys: {
+          id: string
+          rate_limit_max: number | null
+          rate_limit_window_ms: number | null
+          rate_limits: string | null
+        }
+      }>
+      const limited = await keys
+        .selectFrom('api_keys')
+        .select(['id', 'rate_limit_max', 'rate_limit_window_ms'])
+        .where('rate_limit_max', 'is not', null)
+        .execute()
+      for (const key of limited) {
+        const policies = [{ max: Number(key.rate_limit_max), windowMs: Number(key.rate_limit_window_ms) }]
+        await keys
+          .updateTable('api_keys')
+          .set({ rate_limits: JSON.stringify(policies) })
+          .where('id', '=', key.id)
+          .execute()
+      }
+      await db.schema.alterTable('api_keys').dropColumn('rate_limit_max').execute()
+      await db.schema.alterTable('api_keys').dropColumn('rate_limit_window_ms').execute()
+    },
+  },
 }
 
 function sqlStatusCheck() {
@@ -101,9 +131,10 @@ const provider: MigrationProvider = { getMigrations: async () => migrations }
  * PostgreSQL, `schema` is the schema the tables live in (the first of search_path): Kysely looks
  * for its bookkeeping tables in every schema of the database unless told which one is ours.
  */
-export async function migrateToLatest(db: Kysely<unknown>, schema?: string): Promise<string[]> {
+export async function migrateToLatest(db: Kysely<unknown>, schema?: string, upTo?: string): Promise<string[]> {
   const migrator = new Migrator({ db, provider, ...(schema === undefined ? {} : { migrationTableSchema: schema }) })
-  const { error, results } = await migrator.migrateToLatest()
+  // `upTo` stops at an earlier migration: what a database of an older release holds (tests).
+  const { error, results } = upTo === undefined ? await migrator.migrateToLatest() : await migrator.migrateTo(upTo)
   const failed = results?.find((r) => r.status === 'Error')
   if (error) {
     throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${String(error)}`, { cause: error })

@@ -14,8 +14,8 @@ export interface ApiKeysTable {
   expires_at: string | null
   revoked_at: string | null
   last_used_at: string | null
-  rate_limit_max: number | null
-  rate_limit_window_ms: number | null
+  /** The key's own rate-limit policies, JSON `[{"max":…,"windowMs":…}, …]`; null for the gateway's default. */
+  rate_limits: string | null
 }
 
 export interface StudiosTable {

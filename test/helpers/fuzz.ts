@@ -45,7 +45,7 @@ export async function startFuzzTargets(t: Test, violations: string[]): Promise<F
   const keys = await Promise.all([
     writes.key({ accountId: 'acct_fuzz', scopes: all }),
     writes.key({ accountId: 'acct_fuzz', scopes: ['stream:read'] }),
-    writes.key({ accountId: 'acct_fuzz', scopes: all, rateLimit: { max: 3, windowMs: 3_600_000 } }),
+    writes.key({ accountId: 'acct_fuzz', scopes: all, rateLimits: [{ max: 3, windowMs: 3_600_000 }] }),
     writes.key({ accountId: 'acct_fuzz', scopes: all, expiresAt: '2020-01-01T00:00:00.000Z' }),
     writes.key({ accountId: 'acct_fuzz', scopes: all }),
     writes.key({ accountId: 'acct_other', scopes: all }),

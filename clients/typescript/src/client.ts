@@ -5,6 +5,7 @@ import {
   type StudioGatewayErrorInit,
 } from './errors.js'
 import type { components, operations, paths } from './openapi.generated.js'
+import { type RateLimitState, rateLimitOf } from './rate-limit.js'
 import {
   type Clock,
   checkRetryOptions,
@@ -161,7 +162,7 @@ interface Request<Op extends OperationId = OperationId> {
 }
 
 type Outcome =
-  | { ok: true; value: unknown; status: number; requestId: string | undefined }
+  | { ok: true; value: unknown; status: number; requestId: string | undefined; rateLimit: RateLimitState | undefined }
   | { ok: false; error: StudioGatewayError }
 
 /**
@@ -180,6 +181,15 @@ export class StudioGatewayClient {
   readonly #fetch: typeof fetch
   readonly #clock: Clock
   readonly #random: () => number
+  #rateLimit: RateLimitState | undefined
+
+  /**
+   * The rate-limit state the last answer showed (the policy that applied, requests left, when more
+   * quota is available): pace yourself before a 429. Undefined before the first answer.
+   */
+  get rateLimit(): RateLimitState | undefined {
+    return this.#rateLimit
+  }
 
   /** Every studio of the account, page after page. */
   readonly studios = {
@@ -406,12 +416,17 @@ export class StudioGatewayClient {
         })
       }
       const requestId = response.headers.get('x-request-id') ?? bounds.requestId
-      const retryAfter = parseRetryAfter(response.headers.get('retry-after'), this.#clock.now())
+      const rateLimit = rateLimitOf(response.headers)
+      this.#rateLimit = rateLimit ?? this.#rateLimit
+      // Retry-After, or else the structured RateLimit field's wait on a 429 (the same value from this gateway).
+      const retryAfter =
+        parseRetryAfter(response.headers.get('retry-after'), this.#clock.now()) ??
+        (response.status === 429 ? rateLimit?.resetSeconds : undefined)
       const contentType = response.headers.get('content-type') ?? 'no content type'
       if (response.status >= 200 && response.status < 300) {
         const value = parseJson(text)
         if (isObject(value) && (!request.list || isList(value))) {
-          return { ok: true, value, status: response.status, requestId }
+          return { ok: true, value, status: response.status, requestId, rateLimit }
         }
         return fail({
           code: 'unexpected_response',
@@ -432,6 +447,7 @@ export class StudioGatewayClient {
               : `the gateway answered ${response.status} (${contentType}) without the error envelope: a proxy in between?`,
           requestId,
           retryAfter,
+          rateLimit,
         })
       }
       return fail({
@@ -441,6 +457,7 @@ export class StudioGatewayClient {
         requestId: envelope.requestId,
         requiredScope: envelope.requiredScope,
         retryAfter,
+        rateLimit,
       })
     } finally {
       for (const timer of timers) this.#clock.clearTimeout(timer)

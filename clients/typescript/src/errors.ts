@@ -1,4 +1,5 @@
 import type { components, operations } from './openapi.generated.js'
+import type { RateLimitState } from './rate-limit.js'
 
 /** The error codes of the published contract: `ErrorCode` in openapi.yaml. */
 export type ApiErrorCode = components['schemas']['ErrorCode']
@@ -55,6 +56,7 @@ export interface StudioGatewayErrorInit {
   requestId?: string | undefined
   requiredScope?: string | undefined
   retryAfter?: number | undefined
+  rateLimit?: RateLimitState | undefined
   cause?: unknown
 }
 
@@ -81,6 +83,8 @@ export class StudioGatewayError extends Error {
   readonly retryAfter: number | undefined
   /** How many attempts the call made before this error was thrown (0: aborted before the first). */
   readonly attempts: number
+  /** The rate-limit state the last answer showed (its RateLimit fields), when it had one. */
+  readonly rateLimit: RateLimitState | undefined
 
   constructor(init: StudioGatewayErrorInit) {
     super(init.message, init.cause === undefined ? undefined : { cause: init.cause })
@@ -91,6 +95,7 @@ export class StudioGatewayError extends Error {
     this.requiredScope = init.requiredScope
     this.retryAfter = init.retryAfter
     this.attempts = init.attempts
+    this.rateLimit = init.rateLimit
   }
 
   /** For structured loggers: an Error's own message is not enumerable, so JSON.stringify would drop it. */

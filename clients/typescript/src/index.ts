@@ -24,4 +24,5 @@ export {
   type StudioGatewayErrorCode,
 } from './errors.js'
 export type { components, operations, paths } from './openapi.generated.js'
+export { type RateLimitPolicy, type RateLimitState, rateLimitOf } from './rate-limit.js'
 export type { Clock, GiveUpReason, RetryOptions } from './retry.js'

@@ -139,13 +139,14 @@ t.test('4xx codes: one attempt each, the envelope surfaced field for field', asy
 })
 
 t.test('429 rate_limited: retried after the gateway’s Retry-After, surfaced past the cap', async (t) => {
-  const { client } = await gateway(t, { env: { RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW: '1m' } })
+  const { client } = await gateway(t, { env: { RATE_LIMIT_MAX: '2', RATE_LIMIT_WINDOW: '30s' } })
   const h = client()
   await h.client.getKey()
   await h.client.getKey()
   const limited = await failure(t, h.client.getKey())
   t.match(limited, { code: 'rate_limited', status: 429, attempts: 3, transient: true })
-  t.ok(limited.retryAfter !== undefined && limited.retryAfter >= 1 && limited.retryAfter <= 60, 'Retry-After in s')
+  // The window and at most one slot (1/20 of it) more.
+  t.ok(limited.retryAfter !== undefined && limited.retryAfter >= 1 && limited.retryAfter <= 32, 'Retry-After in s')
   const waited = h.events.flatMap((event) => (event.type === 'retry' ? [event] : []))
   t.same(
     waited.map((event) => event.delayMs),
@@ -157,6 +158,42 @@ t.test('429 rate_limited: retried after the gateway’s Retry-After, surfaced pa
   const surfaced = await failure(t, impatient.client.listStudios())
   t.match(surfaced, { code: 'rate_limited', attempts: 1 })
   t.match(impatient.events.at(-1), { type: 'give-up', reason: 'retry_after_too_long' })
+})
+
+t.test('the client reads the RateLimit and RateLimit-Policy fields of every answer', async (t) => {
+  const { gw, client } = await gateway(t, { env: { RATE_LIMIT_MAX: '5', RATE_LIMIT_WINDOW: '1m' } })
+  const h = client()
+  t.equal(h.client.rateLimit, undefined, 'nothing before the first answer')
+  await h.client.getKey()
+  t.same(h.client.rateLimit, {
+    policy: 'default',
+    limit: 5,
+    remaining: 4,
+    resetSeconds: h.client.rateLimit?.resetSeconds,
+    policies: [{ name: 'default', quota: 5, windowSeconds: 60 }],
+  })
+  t.ok((h.client.rateLimit?.resetSeconds ?? 0) >= 60, 'more quota in about a window')
+
+  const { secret } = await gw.key({
+    accountId: 'acct_client',
+    rateLimits: [
+      { max: 1, windowMs: 1000 },
+      { max: 3, windowMs: 60_000 },
+    ],
+  })
+  const strict = client({ apiKey: secret, retry: { maxAttempts: 1 } })
+  await strict.client.getKey()
+  t.match(strict.client.rateLimit, { policy: '1s', limit: 1, remaining: 0 }, 'the policy that applied, by name')
+  t.same(
+    strict.client.rateLimit?.policies.map((policy) => [policy.name, policy.quota, policy.windowSeconds]),
+    [
+      ['1s', 1, 1],
+      ['1m', 3, 60],
+    ],
+  )
+  const limited = await failure(t, strict.client.getKey())
+  t.match(limited, { code: 'rate_limited', rateLimit: { policy: '1s', remaining: 0 } })
+  t.equal(limited.rateLimit?.resetSeconds, limited.retryAfter, 'the wait of the field is the Retry-After')
 })
 
 t.test('503 write_disabled: one attempt, although the write carried an Idempotency-Key', async (t) => {

@@ -479,3 +479,49 @@ t.test('a base URL with a path prefix keeps it', async (t) => {
   await h.client.getKey()
   t.equal(server.received[0]?.url, '/gateway/v1/key')
 })
+
+t.test('rate-limit state: the 2021 headers when the structured fields are absent', async (t) => {
+  const server = await scriptedServer(t, [
+    json(key, { 'ratelimit-limit': '100', 'ratelimit-remaining': '42', 'ratelimit-reset': '17' }),
+    json(key, {
+      ratelimit: '"hourly";r=7;t=30',
+      'ratelimit-policy': '"hourly";q=10;w=3600',
+      'ratelimit-remaining': '9',
+    }),
+    json(key, { ratelimit: 'not a structured field ((', 'ratelimit-remaining': '3' }),
+  ])
+  const h = harness(server.url)
+  await h.client.getKey()
+  t.same(h.client.rateLimit, {
+    policy: undefined,
+    limit: 100,
+    remaining: 42,
+    resetSeconds: 17,
+    policies: [{ name: 'default', quota: 100, windowSeconds: undefined }],
+  })
+  await h.client.getKey()
+  t.same(
+    h.client.rateLimit,
+    {
+      policy: 'hourly',
+      limit: 10,
+      remaining: 7,
+      resetSeconds: 30,
+      policies: [{ name: 'hourly', quota: 10, windowSeconds: 3600 }],
+    },
+    'the structured fields win over the old headers',
+  )
+  await h.client.getKey()
+  t.match(h.client.rateLimit, { remaining: 3 }, 'a field that does not parse falls back to the old headers')
+})
+
+t.test('a 429 whose wait is only in the RateLimit field waits that long', async (t) => {
+  const server = await scriptedServer(t, [
+    envelope(429, 'rate_limited', { headers: { ratelimit: '"default";r=0;t=3' } }),
+    json(key),
+  ])
+  const h = harness(server.url)
+  await h.client.getKey()
+  const retry = h.events.find((event) => event.type === 'retry')
+  t.match(retry, { delayMs: 3000 })
+})
