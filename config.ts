@@ -17,6 +17,11 @@ export interface Config {
   readonly upstreamUrl: string | undefined
   /** Deadline of one call to the upstream studio service, retries included. */
   readonly upstreamTimeoutMs: number
+  /**
+   * Deadline of one store operation (waiting for a connection or a lock, retries and statements
+   * included): past it, the store answers `503 unavailable` (docs/store-faults.md).
+   */
+  readonly storeTimeoutMs: number
   readonly rateLimit: {
     /** Requests per window per key, unless the key carries its own limit. */
     readonly max: number
@@ -86,6 +91,7 @@ export const configDefaults = {
   SHED_MAX_HEAP_USED_MB: String(Math.floor((getHeapStatistics().heap_size_limit * 0.9) / MIB)),
   SHED_MAX_RSS_MB: '0',
   UPSTREAM_TIMEOUT: '2s',
+  STORE_TIMEOUT: '1s',
 } as const
 
 type Env = Record<string, string | undefined>
@@ -138,6 +144,11 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('UPSTREAM_TIMEOUT must be a duration from 1ms to 60s, such as 2s or 500ms')
   }
 
+  const storeTimeoutMs = parseDuration(withDefault('STORE_TIMEOUT'))
+  if (storeTimeoutMs === undefined || storeTimeoutMs < 50 || storeTimeoutMs > 30_000) {
+    problems.push('STORE_TIMEOUT must be a duration from 50ms to 30s, such as 1s or 500ms')
+  }
+
   const writesText = withDefault('WRITES_ENABLED').toLowerCase()
   const writesEnabled = ['true', '1', 'yes', 'on'].includes(writesText)
   if (!writesEnabled && !['false', '0', 'no', 'off'].includes(writesText)) {
@@ -186,6 +197,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisKeyPrefix,
     upstreamUrl: url('UPSTREAM_URL', ['http:', 'https:'], 'an http:// or https:// URL'),
     upstreamTimeoutMs: upstreamTimeoutMs ?? 2000,
+    storeTimeoutMs: storeTimeoutMs ?? 1000,
     rateLimit: {
       max: integer('RATE_LIMIT_MAX', 1, 1_000_000_000),
       windowMs: windowMs ?? 60_000,

@@ -10,8 +10,9 @@ import type {
 import fp from 'fastify-plugin'
 import secureJson from 'secure-json-parse'
 import { redactKeys } from '../lib/api-keys.js'
-import { ApiError, type ErrorCode, INTERNAL_MESSAGE, invalidRequest, notFound } from '../lib/errors.js'
+import { ApiError, type ErrorCode, INTERNAL_MESSAGE, invalidRequest, notFound, unavailable } from '../lib/errors.js'
 import { newRequestId } from '../lib/ids.js'
+import { StoreUnavailable } from '../stores/errors.js'
 
 export const BODY_LIMIT = 64 * 1024
 
@@ -101,6 +102,8 @@ function parseJsonBody(text: string): unknown {
 /** Maps anything thrown to a code of the catalog. Only our own errors carry their message out. */
 export function toApiError(error: FastifyError | ApiError | Error): ApiError {
   if (error instanceof ApiError) return error
+  // The store's domain error for an outage (stores/errors.ts) is the contract's `unavailable`.
+  if (error instanceof StoreUnavailable) return unavailable(error.message, error.retryAfterSeconds, error)
   const fastifyError = error as FastifyError
   if (fastifyError.validation) {
     return invalidRequest(describeValidation(fastifyError.validation, fastifyError.validationContext))

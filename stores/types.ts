@@ -134,5 +134,10 @@ export interface SqlStore {
   readonly idempotency: IdempotencyStore
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>
+  /**
+   * Resolves when the store can serve: it answers, and (SQLite) can write, as a small bounded
+   * write shows. Rejects otherwise, with a StoreUnavailable naming the fault (readiness).
+   */
+  ready(): Promise<void>
   close(): Promise<void>
 }

@@ -22,6 +22,35 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
   // Keyed by account and id together: a studio is only ever found through its own account.
   const foundStudios = new LRUCache<string, Studio>({ max: STUDIO_CACHE_MAX, ttl: STUDIO_CACHE_TTL_MS })
 
+  /**
+   * The stream of the account's studio, read as the first statement of a transition, before its
+   * time is taken. On PostgreSQL the row is locked (FOR UPDATE): a concurrent transition waits
+   * here, then reads the row as the other one committed it. On SQLite transactions are serialised
+   * by the single connection, and another process's commit after this read makes the write fail
+   * (SQLITE_BUSY_SNAPSHOT), which the guard retries whole (stores/sqlite-guard.ts). Either way a
+   * transition's time is taken after every earlier transition committed.
+   */
+  async function lockStream(trx: Kysely<Database>, accountId: string, studioId: string) {
+    return trx
+      .selectFrom('streams')
+      .innerJoin('studios', 'studios.id', 'streams.studio_id')
+      .selectAll('streams')
+      .where('streams.studio_id', '=', studioId)
+      .where('studios.account_id', '=', accountId)
+      .$if(dialect === 'postgres', (query) => query.forUpdate('streams'))
+      .executeTakeFirst()
+  }
+
+  /**
+   * Now, but never before `previous` (the stream's last change): updatedAt never decreases and a
+   * session never starts before the previous one ended, even when clocks of instances disagree or
+   * step back.
+   */
+  const nowAfter = (previous: string) => {
+    const at = now()
+    return at > previous ? at : previous
+  }
+
   async function ownedStudio(trx: Kysely<Database>, accountId: string, studioId: string) {
     return trx
       .selectFrom('studios')
@@ -164,54 +193,44 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
     async goLive({ accountId }, studioId, { title }) {
       if (!canBeStored(studioId)) return undefined
       return db.transaction().execute(async (trx) => {
-        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
-        const at = now()
-        // The conditional update is the transition: of two concurrent go-lives, only one finds
-        // the stream offline (PostgreSQL re-checks the row after the first commits).
+        const stream = await lockStream(trx, accountId, studioId)
+        if (!stream) return undefined
+        if (stream.status === 'live') return toStream(stream)
+        const at = nowAfter(stream.updated_at)
         const live = await trx
           .updateTable('streams')
           .set({ status: 'live', title, started_at: at, updated_at: at })
           .where('studio_id', '=', studioId)
-          .where('status', '=', 'offline')
           .returningAll()
-          .executeTakeFirst()
-        if (live) {
-          await trx
-            .insertInto('sessions')
-            .values({ id: newSessionId(), studio_id: studioId, title, started_at: at, ended_at: null })
-            .execute()
-          return toStream(live)
-        }
-        return toStream(
-          await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow(),
-        )
+          .executeTakeFirstOrThrow()
+        await trx
+          .insertInto('sessions')
+          .values({ id: newSessionId(), studio_id: studioId, title, started_at: at, ended_at: null })
+          .execute()
+        return toStream(live)
       })
     },
 
     async goOffline({ accountId }, studioId) {
       if (!canBeStored(studioId)) return undefined
       return db.transaction().execute(async (trx) => {
-        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
-        const at = now()
+        const stream = await lockStream(trx, accountId, studioId)
+        if (!stream) return undefined
+        if (stream.status === 'offline') return toStream(stream)
+        const at = nowAfter(stream.updated_at)
         const offline = await trx
           .updateTable('streams')
           .set({ status: 'offline', title: null, started_at: null, updated_at: at })
           .where('studio_id', '=', studioId)
-          .where('status', '=', 'live')
           .returningAll()
-          .executeTakeFirst()
-        if (offline) {
-          await trx
-            .updateTable('sessions')
-            .set({ ended_at: at })
-            .where('studio_id', '=', studioId)
-            .where('ended_at', 'is', null)
-            .execute()
-          return toStream(offline)
-        }
-        return toStream(
-          await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow(),
-        )
+          .executeTakeFirstOrThrow()
+        await trx
+          .updateTable('sessions')
+          .set({ ended_at: at })
+          .where('studio_id', '=', studioId)
+          .where('ended_at', 'is', null)
+          .execute()
+        return toStream(offline)
       })
     },
 
@@ -309,6 +328,10 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
     },
   }
 
+  const ping = async () => {
+    await sql`select 1`.execute(db)
+  }
+
   return {
     dialect,
     keys,
@@ -325,9 +348,9 @@ export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect'
         return row.value
       },
     },
-    async ping() {
-      await sql`select 1`.execute(db)
-    },
+    ping,
+    // Answering is ready enough here; the SQLite store adds a write probe (stores/sqlite-guard.ts).
+    ready: ping,
     async close() {
       await db.destroy()
     },
