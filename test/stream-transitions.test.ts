@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import pg from 'pg'
+import type { Test } from 'tap'
 import t from 'tap'
 import { SQLITE_FILE } from '../stores/sqlite.js'
 import { testEngine } from './helpers/database.js'
@@ -25,7 +26,7 @@ interface SessionRow {
  * trigger on the gateway's own store. Changes of one row are serialised by its lock until
  * commit (PostgreSQL) or by the single writer (SQLite): the log's order is the commit order.
  */
-async function transitionLog(gw: TestGateway, studioId: string) {
+async function transitionLog(t: Test, gw: TestGateway, studioId: string) {
   if (testEngine === 'postgres') {
     const client = new pg.Client({ connectionString: gw.storeEnv.DATABASE_URL })
     await client.connect()
@@ -82,7 +83,7 @@ t.test(
     const gw = await startGateway(t, { env: { WRITES_ENABLED: 'true', RATE_LIMIT_MAX: '100000' } })
     const { secret } = await gw.key()
     const studioId = await gw.studio('acct_test')
-    const log = await transitionLog(gw, studioId)
+    const log = await transitionLog(t, gw, studioId)
     // The key's verification is cached before the burst (it would otherwise be looked up by each worker at once).
     t.equal((await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })).statusCode, 200)
 
