@@ -105,12 +105,13 @@ export function guardSqliteStore(store: SqlStore, db: Kysely<Database>, timeoutM
     },
     Math.min(timeoutMs, SQLITE_LIMITS.probeTimeoutMs),
   )
+  // Every repository of the store (an object member: keys, studios…), so that one added later is guarded too.
+  const guardedStore: Record<string, unknown> = { ...store }
+  for (const [name, member] of Object.entries(store)) {
+    if (typeof member === 'object' && member !== null) guardedStore[name] = guardAll(member, timeoutMs)
+  }
   return {
-    ...store,
-    keys: guardAll(store.keys, timeoutMs),
-    studios: guardAll(store.studios, timeoutMs),
-    settings: guardAll(store.settings, timeoutMs),
-    idempotency: guardAll(store.idempotency, timeoutMs),
+    ...(guardedStore as unknown as SqlStore),
     ping,
     async ready() {
       await ping()

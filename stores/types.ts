@@ -68,7 +68,8 @@ export interface CallContext {
 /**
  * Studios, their stream and sessions, always seen through one account: a studio of another
  * account is reported exactly as a missing one (undefined). A dependency that cannot answer
- * throws `unavailable` (503); an upstream that answers nonsense throws `bad_gateway` (502).
+ * throws `unavailable` (503), or StoreUnavailable from the SQL store (stores/errors.ts, rendered
+ * as the same 503); an upstream that answers nonsense throws `bad_gateway` (502).
  */
 export interface StudioService {
   listStudios(ctx: CallContext, page: PageRequest): Promise<Page<Studio>>

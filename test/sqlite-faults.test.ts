@@ -24,14 +24,31 @@ const MARGIN_MS = 300
 const HELD_AT_MOST_MS = 25
 const SLOWEST_PROBE_MS = 250
 
+const goLive = (studioId: string, secret: string) => ({
+  method: 'POST' as const,
+  url: `/v1/studios/${studioId}/stream/go-live`,
+  headers: bearer(secret),
+})
+
 async function sqliteGateway(t: Test, dataDir?: string) {
   const dir = dataDir ?? (await mkdtemp(join(tmpdir(), 'studio-gateway-test-')))
   if (dataDir === undefined) t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const gw = await startGateway(t, { storeEnv: { DATA_DIR: dir }, env: { WRITES_ENABLED: 'true' } })
+  const gw = await startGateway(t, {
+    storeEnv: { DATA_DIR: dir },
+    // Load shedding off: on a busy shared machine the test process's own bursts of compiling (a
+    // route's first answer, its contract check) can trip it, and the probes below measure what
+    // matters directly. Before the fix, the store's stall is what tripped it.
+    env: { WRITES_ENABLED: 'true', SHED_MAX_EVENT_LOOP_DELAY: '0' },
+  })
   const { secret } = await gw.key()
   const studioId = await gw.studio('acct_test')
-  // The key's verification is cached from here on.
-  t.equal((await gw.app.inject({ url: `/v1/studios/${studioId}/stream`, headers: bearer(secret) })).statusCode, 200)
+  // The key's verification is cached from here on, and every route used below has answered once.
+  const headers = bearer(secret)
+  t.equal((await gw.app.inject({ url: `/v1/studios/${studioId}/stream`, headers })).statusCode, 200)
+  const offline = { method: 'POST' as const, url: `/v1/studios/${studioId}/stream/go-offline`, headers }
+  for (const request of [goLive(studioId, secret), offline, { url: '/healthz' }, { url: '/readyz' }]) {
+    t.equal((await gw.app.inject(request)).statusCode, 200, `warm: ${request.url}`)
+  }
   return { gw, dir, secret, studioId }
 }
 
@@ -40,12 +57,6 @@ async function timed(gw: TestGateway, options: InjectOptions) {
   const res = await gw.app.inject(options)
   return { res, ms: performance.now() - started }
 }
-
-const goLive = (studioId: string, secret: string) => ({
-  method: 'POST' as const,
-  url: `/v1/studios/${studioId}/stream/go-live`,
-  headers: bearer(secret),
-})
 
 /**
  * Runs `write` while probing /healthz and a read every few milliseconds; answers the write's
@@ -69,15 +80,18 @@ async function writeWhileProbing<R>(
     done = true
   })
   const latencies: number[] = []
-  while (!done) {
-    for (const probe of [{ url: '/healthz' }, read]) {
-      const { res, ms } = await timed(gw, probe)
-      if (res.statusCode !== 200) throw new Error(`${probe.url} answered ${res.statusCode} meanwhile: ${res.body}`)
-      latencies.push(ms)
+  try {
+    while (!done) {
+      for (const probe of [{ url: '/healthz' }, read]) {
+        const { res, ms } = await timed(gw, probe)
+        if (res.statusCode !== 200) throw new Error(`${probe.url} answered ${res.statusCode} meanwhile: ${res.body}`)
+        latencies.push(ms)
+      }
+      await sleep(10)
     }
-    await sleep(10)
+  } finally {
+    clearInterval(ticker)
   }
-  clearInterval(ticker)
   latencies.sort((a, b) => a - b)
   return {
     ...(await settled),
