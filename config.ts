@@ -73,6 +73,15 @@ export const EnvSchema = Type.Object({
       description: 'Deadline of one call to the upstream, retries included; past it: `503 unavailable`.',
     },
   ),
+  STORE_TIMEOUT: duration(
+    { min: 50, max: 30_000 },
+    {
+      default: '1s',
+      'x-must': 'a duration from 50ms to 30s, such as 1s or 500ms',
+      description:
+        'Deadline of one store operation (waiting for a connection or a lock, retries and statements included); past it: `503 unavailable` (docs/store-faults.md).',
+    },
+  ),
   RATE_LIMIT_MAX: whole(1, 1_000_000_000, {
     default: 600,
     description: 'Requests per window per key, unless the key has its own limit.',
@@ -283,6 +292,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     upstreamUrl: e.UPSTREAM_URL,
     /** Deadline of one call to the upstream studio service, retries included. */
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT,
+    /** Deadline of one store operation (a connection or a lock waited for, retries and statements included). */
+    storeTimeoutMs: e.STORE_TIMEOUT,
     rateLimit: {
       /** Requests per window per key, unless the key carries its own limit. */
       max: e.RATE_LIMIT_MAX,

@@ -242,9 +242,8 @@ interface FrameworkError extends Error {
  */
 export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error
-  if (error instanceof StoreUnavailable) {
-    return unavailable('the database is temporarily unavailable; retry shortly', error.retryAfterSeconds, error)
-  }
+  // Its message is written for a client (no host, no driver text); the fault and cause go to the log.
+  if (error instanceof StoreUnavailable) return unavailable(error.message, error.retryAfterSeconds, error)
   if (error instanceof UpstreamUnavailable) {
     return unavailable(
       error.slow

@@ -16,9 +16,9 @@ export interface StoreOptions {
 export async function openStore(config: Config, options: StoreOptions = {}): Promise<SqlStore> {
   if (config.databaseUrl !== undefined) {
     const { openPostgresStore } = await import('./postgres.js')
-    return openPostgresStore(config.databaseUrl, options)
+    return openPostgresStore(config.databaseUrl, { ...options, timeoutMs: config.storeTimeoutMs })
   }
-  return openSqliteStore(config.dataDir)
+  return openSqliteStore(config.dataDir, { timeoutMs: config.storeTimeoutMs })
 }
 
 /** What a running gateway serves from: the store, and where studios come from. */
@@ -48,7 +48,7 @@ export async function openBackends(config: Config, options: StoreOptions = {}): 
     studios: upstream ?? store.studios,
     cursorSecret: await cursorSecretOf(store),
     checks: {
-      [store.dialect]: () => store.ping(),
+      [store.dialect]: () => store.ready(),
       ...(upstream === undefined ? {} : { upstream: () => upstream.ping() }),
     },
     async close() {

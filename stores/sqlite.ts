@@ -5,6 +5,7 @@ import { Kysely, type SqliteDatabase, SqliteDialect, type SqliteStatement } from
 import { migrateToLatest } from './sql/migrations.js'
 import type { Database } from './sql/schema.js'
 import { createSqlStore } from './sql/store.js'
+import { guardSqliteStore, SQLITE_LIMITS } from './sqlite-guard.js'
 import type { SqlStore } from './types.js'
 
 export const SQLITE_FILE = 'studio-gateway.sqlite'
@@ -18,6 +19,9 @@ function withStatementCache(db: BetterSqlite3.Database): SqliteDatabase {
   return {
     close: () => db.close(),
     prepare(sql) {
+      // SQLite rolls a transaction back by itself on some errors (SQLITE_FULL, an I/O error): the
+      // ROLLBACK Kysely then sends would fail and hide the error that matters.
+      if (sql === 'rollback' && !db.inTransaction) return NOTHING_TO_ROLL_BACK
       let statement = statements.get(sql)
       if (!statement) {
         statement = db.prepare(sql) as unknown as SqliteStatement
@@ -30,13 +34,26 @@ function withStatementCache(db: BetterSqlite3.Database): SqliteDatabase {
   }
 }
 
+const NOTHING_TO_ROLL_BACK: SqliteStatement = {
+  reader: false,
+  all: () => [],
+  run: () => ({ changes: 0, lastInsertRowid: 0 }),
+  iterate: () => [][Symbol.iterator](),
+}
+
+export interface SqliteStoreOptions {
+  /** The deadline of one store operation, waiting for a lock included (STORE_TIMEOUT). */
+  readonly timeoutMs?: number
+}
+
 /** Opens (creating on first use) the embedded store under `dataDir` and migrates it. */
-export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
+export async function openSqliteStore(dataDir: string, options: SqliteStoreOptions = {}): Promise<SqlStore> {
   const dir = resolve(dataDir)
   mkdirSync(dir, { recursive: true })
   const sqlite = new BetterSqlite3(join(dir, SQLITE_FILE))
-  // WAL lets the command line write while a server reads; busy_timeout makes writers wait for
-  // each other instead of failing at once.
+  // WAL lets the command line write while a server reads. While migrating (before serving),
+  // writers wait for each other in SQLite's busy handler; once serving, they never do: the wait
+  // would block the event loop (stores/sqlite-guard.ts retries asynchronously instead).
   sqlite.pragma('journal_mode = WAL')
   sqlite.pragma('synchronous = NORMAL')
   sqlite.pragma('foreign_keys = ON')
@@ -48,5 +65,6 @@ export async function openSqliteStore(dataDir: string): Promise<SqlStore> {
     await db.destroy()
     throw error
   }
-  return createSqlStore(db, 'sqlite')
+  sqlite.pragma(`busy_timeout = ${SQLITE_LIMITS.busyTimeoutMs}`)
+  return guardSqliteStore(createSqlStore(db, 'sqlite'), db, options.timeoutMs ?? SQLITE_LIMITS.timeoutMs)
 }

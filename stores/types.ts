@@ -70,7 +70,8 @@ export interface CallContext {
 /**
  * Studios, their stream and sessions, always seen through one account: a studio of another
  * account is reported exactly as a missing one (undefined). A dependency that cannot answer
- * throws `unavailable` (503); an upstream that answers nonsense throws `bad_gateway` (502).
+ * throws `unavailable` (503), or StoreUnavailable from the SQL store (stores/errors.ts, rendered
+ * as the same 503); an upstream that answers nonsense throws `bad_gateway` (502).
  */
 export interface StudioService {
   listStudios(ctx: CallContext, page: PageRequest): Promise<Page<Studio>>
@@ -136,5 +137,10 @@ export interface SqlStore {
   readonly idempotency: IdempotencyStore
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>
+  /**
+   * Resolves when the store can serve: it answers, and (SQLite) can write, as a small bounded
+   * write shows. Rejects otherwise, with a StoreUnavailable naming the fault (readiness).
+   */
+  ready(): Promise<void>
   close(): Promise<void>
 }

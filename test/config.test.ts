@@ -11,6 +11,7 @@ t.test('defaults', async (t) => {
     redisUrl: undefined,
     upstreamUrl: undefined,
     upstreamTimeoutMs: 2000,
+    storeTimeoutMs: 1000,
     rateLimit: { max: 600, windowMs: 60_000, unauthMax: 60 },
     redisKeyPrefix: 'studio-gateway:',
     trustProxy: false,
@@ -37,6 +38,7 @@ t.test('values are read and converted', async (t) => {
     DATABASE_URL: '',
     UPSTREAM_URL: 'http://studios.internal:8080/api',
     UPSTREAM_TIMEOUT: '750ms',
+    STORE_TIMEOUT: '500ms',
   })
   t.match(config, {
     port: 8080,
@@ -49,6 +51,7 @@ t.test('values are read and converted', async (t) => {
     databaseUrl: undefined,
     upstreamUrl: 'http://studios.internal:8080/api',
     upstreamTimeoutMs: 750,
+    storeTimeoutMs: 500,
   })
   t.equal(loadConfig({ RATE_LIMIT_WINDOW: '60s' }).rateLimit.windowMs, 60_000)
   t.match(
@@ -112,6 +115,7 @@ t.test('a bad value stops the start with a message naming the variable', async (
     SHED_MAX_HEAP_USED_MB: '-1',
     SHED_MAX_RSS_MB: '1.5GB',
     UPSTREAM_TIMEOUT: '5m',
+    STORE_TIMEOUT: '10ms',
   }
   for (const [name, value] of Object.entries(bad)) {
     t.throws(() => loadConfig({ [name]: value }), ConfigError, `${name}=${value}`)

@@ -11,15 +11,18 @@ import { createStudioRepository } from './studios.js'
  * (Kysely compiles each dialect).
  */
 export function createSqlStore(db: Kysely<Database>, dialect: SqlStore['dialect']): SqlStore {
+  const ping = async () => {
+    await sql`select 1`.execute(db)
+  }
   return {
     dialect,
     keys: createKeyRepository(db),
-    studios: createStudioRepository(db),
+    studios: createStudioRepository(db, dialect),
     idempotency: createIdempotencyRepository(db),
     settings: createSettingsRepository(db),
-    async ping() {
-      await sql`select 1`.execute(db)
-    },
+    ping,
+    // Answering is ready enough here; the SQLite store adds a write probe (stores/sqlite-guard.ts).
+    ready: ping,
     async close() {
       await db.destroy()
     },

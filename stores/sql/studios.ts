@@ -19,10 +19,42 @@ const STUDIO_CACHE_TTL_MS = 5 * 60_000
  * Studios, their stream and sessions over SQL, always through the caller's account: a studio of
  * another account is reported exactly as a missing one (undefined).
  */
-export function createStudioRepository(db: Kysely<Database>): StudioService & StudioAdmin {
+export function createStudioRepository(
+  db: Kysely<Database>,
+  dialect: 'sqlite' | 'postgres',
+): StudioService & StudioAdmin {
   const now = () => new Date().toISOString()
   // Keyed by account and id together: a studio is only ever found through its own account.
   const foundStudios = new LRUCache<string, Studio>({ max: STUDIO_CACHE_MAX, ttl: STUDIO_CACHE_TTL_MS })
+
+  /**
+   * The stream of the account's studio, read as the first statement of a transition, before its
+   * time is taken. On PostgreSQL the row is locked (FOR UPDATE): a concurrent transition waits
+   * here, then reads the row as the other one committed it. On SQLite transactions are serialised
+   * by the single connection, and another process's commit after this read makes the write fail
+   * (SQLITE_BUSY_SNAPSHOT), which the guard retries whole (stores/sqlite-guard.ts). Either way a
+   * transition's time is taken after every earlier transition committed.
+   */
+  async function lockStream(trx: Kysely<Database>, accountId: string, studioId: string) {
+    return trx
+      .selectFrom('streams')
+      .innerJoin('studios', 'studios.id', 'streams.studio_id')
+      .selectAll('streams')
+      .where('streams.studio_id', '=', studioId)
+      .where('studios.account_id', '=', accountId)
+      .$if(dialect === 'postgres', (query) => query.forUpdate('streams'))
+      .executeTakeFirst()
+  }
+
+  /**
+   * Now, but never before `previous` (the stream's last change): updatedAt never decreases and a
+   * session never starts before the previous one ended, even when clocks of instances disagree or
+   * step back.
+   */
+  const nowAfter = (previous: string) => {
+    const at = now()
+    return at > previous ? at : previous
+  }
 
   async function ownedStudio(trx: Kysely<Database>, accountId: string, studioId: string) {
     return trx
@@ -112,54 +144,44 @@ export function createStudioRepository(db: Kysely<Database>): StudioService & St
     async goLive({ accountId }, studioId, { title }) {
       if (!canBeStored(studioId)) return undefined
       return db.transaction().execute(async (trx) => {
-        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
-        const at = now()
-        // The conditional update is the transition: of two concurrent go-lives, only one finds
-        // the stream offline (PostgreSQL re-checks the row after the first commits).
+        const stream = await lockStream(trx, accountId, studioId)
+        if (!stream) return undefined
+        if (stream.status === 'live') return toStream(stream)
+        const at = nowAfter(stream.updated_at)
         const live = await trx
           .updateTable('streams')
           .set({ status: 'live', title, started_at: at, updated_at: at })
           .where('studio_id', '=', studioId)
-          .where('status', '=', 'offline')
           .returningAll()
-          .executeTakeFirst()
-        if (live) {
-          await trx
-            .insertInto('sessions')
-            .values({ id: newSessionId(), studio_id: studioId, title, started_at: at, ended_at: null })
-            .execute()
-          return toStream(live)
-        }
-        return toStream(
-          await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow(),
-        )
+          .executeTakeFirstOrThrow()
+        await trx
+          .insertInto('sessions')
+          .values({ id: newSessionId(), studio_id: studioId, title, started_at: at, ended_at: null })
+          .execute()
+        return toStream(live)
       })
     },
 
     async goOffline({ accountId }, studioId) {
       if (!canBeStored(studioId)) return undefined
       return db.transaction().execute(async (trx) => {
-        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
-        const at = now()
+        const stream = await lockStream(trx, accountId, studioId)
+        if (!stream) return undefined
+        if (stream.status === 'offline') return toStream(stream)
+        const at = nowAfter(stream.updated_at)
         const offline = await trx
           .updateTable('streams')
           .set({ status: 'offline', title: null, started_at: null, updated_at: at })
           .where('studio_id', '=', studioId)
-          .where('status', '=', 'live')
           .returningAll()
-          .executeTakeFirst()
-        if (offline) {
-          await trx
-            .updateTable('sessions')
-            .set({ ended_at: at })
-            .where('studio_id', '=', studioId)
-            .where('ended_at', 'is', null)
-            .execute()
-          return toStream(offline)
-        }
-        return toStream(
-          await trx.selectFrom('streams').selectAll().where('studio_id', '=', studioId).executeTakeFirstOrThrow(),
-        )
+          .executeTakeFirstOrThrow()
+        await trx
+          .updateTable('sessions')
+          .set({ ended_at: at })
+          .where('studio_id', '=', studioId)
+          .where('ended_at', 'is', null)
+          .execute()
+        return toStream(offline)
       })
     },
 

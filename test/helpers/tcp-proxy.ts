@@ -7,12 +7,17 @@ import type { Test } from 'tap'
  *   - `cut()`: open connections are reset and new ones are reset on arrival (the server is gone);
  *   - `blackhole()`: connections are accepted but nothing goes through either way (a dead network
  *     path: only timeouts notice);
+ *   - `refuse(error)`: open connections are reset; a new one is answered, once the client has
+ *     spoken, with a PostgreSQL ErrorResponse (a SQLSTATE and a message) and closed: a server
+ *     that refuses new connections in a way the shared one cannot be made to (a wrong password
+ *     under trust authentication, a server starting up);
  *   - `restore()`: forwards again (connections held by a black hole are dropped, as a real
  *     network would time them out).
  */
 export async function startTcpProxy(t: Test, target: { host: string; port: number }) {
-  type Mode = 'forward' | 'cut' | 'blackhole'
+  type Mode = 'forward' | 'cut' | 'blackhole' | 'refuse'
   let mode: Mode = 'forward'
+  let refusal: Buffer = Buffer.alloc(0)
   const pairs = new Set<{ client: Socket; server?: Socket }>()
 
   const drop = (pair: { client: Socket; server?: Socket }) => {
@@ -25,6 +30,11 @@ export async function startTcpProxy(t: Test, target: { host: string; port: numbe
     client.on('error', () => {})
     if (mode === 'cut') {
       client.resetAndDestroy()
+      return
+    }
+    if (mode === 'refuse') {
+      const answer = refusal
+      client.once('data', () => client.end(answer))
       return
     }
     const pair: { client: Socket; server?: Socket } = { client }
@@ -69,12 +79,33 @@ export async function startTcpProxy(t: Test, target: { host: string; port: numbe
         pair.server?.resume()
       }
     },
+    refuse(error: { code: string; message: string }) {
+      mode = 'refuse'
+      refusal = postgresErrorResponse(error)
+      for (const pair of [...pairs]) drop(pair)
+    },
     restore() {
       if (mode === 'blackhole') for (const pair of [...pairs]) drop(pair)
       mode = 'forward'
     },
     close,
   }
+}
+
+/** A PostgreSQL wire-protocol ErrorResponse ('E'): severity FATAL, the SQLSTATE and the message. */
+function postgresErrorResponse({ code, message }: { code: string; message: string }): Buffer {
+  const fields = Buffer.concat(
+    [
+      ['S', 'FATAL'],
+      ['V', 'FATAL'],
+      ['C', code],
+      ['M', message],
+    ].map(([type, value]) => Buffer.from(`${type}${value}\0`)),
+  )
+  const header = Buffer.alloc(5)
+  header.write('E', 0)
+  header.writeInt32BE(4 + fields.length + 1, 1)
+  return Buffer.concat([header, fields, Buffer.from([0])])
 }
 
 export type TcpProxy = Awaited<ReturnType<typeof startTcpProxy>>
