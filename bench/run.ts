@@ -45,7 +45,7 @@ const USAGE = `Usage: npm run bench [-- options]      (npm run bench:profile for
 
   --duration S      seconds of load per measured round (default 8; 15 with --profile)
   --warmup S        seconds of unmeasured load before the first round of each server (default 3)
-  --rounds N        measured rounds per server, alternating gateway / bare (default 3)
+  --rounds N        measured rounds per server, alternating gateway / bare / contract floor (default 3)
   --connections N   concurrent connections (default 64), pipelining 1
   --only A,B        scenarios to run: ${scenarios.map((s) => s.name).join(', ')}
   --profile         profile the gateway, then the bare server (--cpu-prof) under load instead (default scenarios: get-warn,get-info)
@@ -267,11 +267,26 @@ class ScenarioRunner {
       const answer = await this.preflight(gateway, scenario, notes)
       const bare = await startBare(scenario, answer)
       servers.push(bare)
+      const floor = await startFloor(scenario, answer)
+      servers.push(floor)
       const { path, headers } = scenario.request(this.seed)
-      const bareAnswer = await probe(bare, path, headers)
-      if (bareAnswer.status !== answer.status || (answer.status === 200 && bareAnswer.body !== answer.body)) {
-        throw new Error(`${scenario.name}: the bare server does not answer like the gateway`)
+      for (const reference of [bare, floor]) {
+        const referenceAnswer = await probe(reference, path, headers)
+        if (
+          referenceAnswer.status !== answer.status ||
+          (answer.status === 200 && referenceAnswer.body !== answer.body)
+        ) {
+          throw new Error(`${scenario.name}: the ${reference.name} server does not answer like the gateway`)
+        }
       }
+      const floorAnswer = await probe(floor, path, headers)
+      notes.push(
+        `Contract floor headers: ${contractHeaders(answer)
+          .map(([name]) => name)
+          .join(', ')} (the gateway's answer sent ${[...answer.headers.keys()].length} headers, the floor ${
+          [...floorAnswer.headers.keys()].length
+        }).`,
+      )
       notes.push(
         `Body: ${Buffer.byteLength(answer.body)} bytes, status ${answer.status}. RSS after start, before any load: ` +
           `gateway ${fmt(rssMb(gateway.pid), 1)} MB, bare ${fmt(rssMb(bare.pid), 1)} MB.`,
@@ -279,6 +294,7 @@ class ScenarioRunner {
 
       await this.warmUp(gateway, scenario)
       await this.warmUp(bare, scenario)
+      await this.warmUp(floor, scenario)
       const rounds: Round[] = []
       let logLines = 0
       let logBytes = 0
@@ -291,11 +307,15 @@ class ScenarioRunner {
         logBytes += gateway.output.bytes - bytesBefore
         gatewayRequests += g.requests
         const b = await this.measure(bare, scenario)
-        rounds.push({ gateway: g, bare: b })
+        const f = await this.measure(floor, scenario)
+        rounds.push({ gateway: g, bare: b, floor: f })
         say(
           `  round ${i}/${this.settings.rounds}: gateway ${fmt(g.requestsPerSec)} req/s (p99 ${fmt(g.p99Ms, 2)} ms), ` +
-            `bare ${fmt(b.requestsPerSec)} req/s (p99 ${fmt(b.p99Ms, 2)} ms), ratio ${fmt(g.requestsPerSec / b.requestsPerSec, 3)}` +
-            (g.unexpected + b.unexpected > 0 ? `, UNEXPECTED answers: ${g.unexpected + b.unexpected}` : ''),
+            `bare ${fmt(b.requestsPerSec)} req/s (p99 ${fmt(b.p99Ms, 2)} ms), floor ${fmt(f.requestsPerSec)} req/s, ` +
+            `ratio ${fmt(g.requestsPerSec / b.requestsPerSec, 3)} of bare, ${fmt(g.requestsPerSec / f.requestsPerSec, 3)} of floor` +
+            (g.unexpected + b.unexpected + f.unexpected > 0
+              ? `, UNEXPECTED answers: ${g.unexpected + b.unexpected + f.unexpected}`
+              : ''),
         )
       }
       if (gatewayRequests > 0) {
@@ -407,6 +427,38 @@ async function startBare(scenario: Scenario, answer: Probe, nodeArgs: string[] =
   })
 }
 
+/** Headers Node or Fastify set on any answer, which the floor server sets by itself. */
+const TRANSPORT_HEADERS = new Set([
+  'date',
+  'connection',
+  'keep-alive',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+])
+
+/** The response headers the contract makes the gateway send (name and value), as the floor server repeats them. */
+function contractHeaders(answer: Probe): [string, string][] {
+  return [...answer.headers.entries()].filter(([name]) => !TRANSPORT_HEADERS.has(name))
+}
+
+/** The contract floor: bare Fastify with the gateway's answer's headers, from two async hooks. */
+async function startFloor(scenario: Scenario, answer: Probe): Promise<Server> {
+  return startServer({
+    name: 'floor',
+    args: ['bench/floor-server.js'],
+    env: {
+      NODE_ENV: 'production',
+      HOST: '127.0.0.1',
+      BENCH_ROUTE: scenario.bareRoute,
+      BENCH_STATUS: String(answer.status),
+      BENCH_BODY: answer.body,
+      BENCH_HEADERS: JSON.stringify(Object.fromEntries(contractHeaders(answer))),
+    },
+    port: await freePort(),
+  })
+}
+
 function gitCommit(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim()
@@ -483,13 +535,16 @@ async function main() {
         settings: [
           `Load: autocannon ${packageVersion('autocannon')} in its own process, ${settings.connections} connections, ` +
             `pipelining 1, ${settings.warmupS} s warm-up per server, then ${settings.rounds} rounds of ${settings.durationS} s ` +
-            'per server, alternating gateway / bare. Latencies are recorded by the harness in 10 µs buckets.',
+            'per server, alternating gateway / bare / floor. Latencies are recorded by the harness in 10 µs buckets.',
           `Gateway: \`node ${PRODUCTION_NODE_FLAGS.join(' ')} bin/studio-gateway.js serve\` (compiled dist/; the flags ` +
             'of the production start command), embedded SQLite store in a fresh temporary ' +
             'DATA_DIR, NODE_ENV=production, RATE_LIMIT_MAX and RATE_LIMIT_UNAUTH_MAX 1 000 000 000 per minute; its ' +
             'stdout (the access log at info) is a pipe the harness drains and discards.',
           `Bare: Fastify ${packageVersion('fastify')}, logger off, one route answering the body the gateway gave for ` +
             'the same request (bench/bare-server.js).',
+          'Contract floor: the same, plus every response header the gateway sent (same names, values of the same ' +
+            'shape, a fresh X-Request-Id per request), set from an async onRequest hook, with an async onResponse ' +
+            'hook (bench/floor-server.js): what the contract costs, apart from what our code costs.',
           'RSS peak: VmHWM of the server process during the round (/proc/PID/status, reset with clear_refs at the start of each round).',
           process.env.REDIS_URL
             ? `REDIS_URL: set (the redis scenario only), REDIS_KEY_PREFIX ${REDIS_KEY_PREFIX}, its keys deleted afterwards.`
