@@ -2,7 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Ajv, { type Options as AjvOptions } from 'ajv'
 import addFormats from 'ajv-formats'
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify'
-import { type DestinationStream, type Logger, pino } from 'pino'
+import { type DestinationStream, pino } from 'pino'
 import type { Config } from './config.js'
 import { type CursorCodec, createCursorCodec } from './lib/cursor.js'
 import { createDependencyRegistry, type DependencyRegistry } from './lib/dependencies.js'
@@ -10,13 +10,13 @@ import { BODY_LIMIT, toApiError } from './lib/errors.js'
 import { createIdempotency } from './lib/idempotency.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
 import { createMetrics, type Metrics } from './lib/metrics.js'
+import { lazyChildLogger } from './lib/request-logger.js'
 import v1Pipeline from './pipeline/index.js'
 import { loadMonitor } from './pipeline/load-shedding.js'
 import requestId, { genReqId } from './pipeline/request-id.js'
-import accessLog from './plugins/access-log.js'
 import bodyParser from './plugins/body-parser.js'
 import errorHandler, { createClientErrorHandler, sendError } from './plugins/error-handler.js'
-import metricsPlugin from './plugins/metrics.js'
+import observe from './plugins/observe.js'
 import openapi from './plugins/openapi.js'
 import rateLimits from './plugins/rate-limit.js'
 import healthRoutes from './routes/health.js'
@@ -67,9 +67,10 @@ const REDACTED_PATHS = [
  * default is one blocking write(2) per line, a syscall per request at info). pino writes what is
  * still queued when the process exits.
  */
-function createLogger(level: Config['logLevel'], stream?: DestinationStream): Logger {
+function createLogger(level: Config['logLevel'], stream?: DestinationStream) {
   const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
-  return pino(options, stream ?? pino.destination({ dest: 1, sync: false }))
+  const destination = stream ?? pino.destination({ dest: 1, sync: false })
+  return { logger: pino(options, destination), destination }
 }
 
 // Ajv as the design wants it: unknown fields are rejected, not stripped. Query strings and path
@@ -98,12 +99,13 @@ function trustHops(hops: number) {
  * studio service), which the app closes when it closes.
  */
 export async function buildApp(config: Config, overrides: AppOverrides = {}) {
-  const logger = createLogger(config.logLevel, overrides.logStream)
+  const log = createLogger(config.logLevel, overrides.logStream)
+  const { logger } = log
   const backends = await openBackends(config, {
     onConnectionError: (err) => logger.warn({ err }, 'a pooled database connection failed; it will be replaced'),
   })
   try {
-    return await assemble(config, logger, backends, overrides)
+    return await assemble(config, log, backends, overrides)
   } catch (error) {
     await backends.close()
     throw error
@@ -112,7 +114,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
 
 async function assemble(
   config: Config,
-  logger: Logger,
+  { logger, destination }: ReturnType<typeof createLogger>,
   backends: Awaited<ReturnType<typeof openBackends>>,
   overrides: AppOverrides,
 ) {
@@ -132,6 +134,8 @@ async function assemble(
     requestIdHeader: false,
     // Fastify's two lines per request are replaced by one access-log line (plugins/access-log.ts).
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
+    // A request's logger becomes a pino child only if the request logs something (lib/request-logger.ts).
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: BODY_LIMIT,
     clientErrorHandler: createClientErrorHandler(logger, metrics.errorSent),
     // Refused before routing (a bad URL, an id too long to route): no key was checked, so the
@@ -170,11 +174,10 @@ async function assemble(
   app.decorate('dependencies', dependencies)
 
   // Infrastructure: what every answer needs, then the limiter and the load monitor.
-  await app.register(metricsPlugin)
+  await app.register(observe, { destination })
   await app.register(requestId)
   await app.register(errorHandler, { onUnknownRoute: (request, reply) => app.rateLimiter.unknownRoute(request, reply) })
   await app.register(bodyParser)
-  await app.register(accessLog)
   await app.register(rateLimits, { config })
   metrics.readRateLimitFrom(app.rateLimitStats)
   await app.register(loadMonitor, { thresholds: config.shedding })

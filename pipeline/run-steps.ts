@@ -9,6 +9,8 @@ import { sendError } from '../plugins/error-handler.js'
  */
 export type Step = (request: FastifyRequest, reply: FastifyReply) => void | Promise<void>
 
+type Done = (error?: Error) => void
+
 /**
  * Refusals answered from the hook that raised them rather than through Fastify's error path: they
  * are the client's doing, expected, and need no log line. Anything else (503 unavailable, 502, a
@@ -26,43 +28,52 @@ export interface RunOptions {
 
 /**
  * The steps as one callback-style hook: they run in order, synchronously as long as each answers
- * at once (a cached key, an in-memory counter), so the common request costs no promise.
+ * at once (a cached key, an in-memory counter), so the common request costs no promise and no
+ * closure; a step that waits resumes the rest when its promise settles.
  */
 export function runSteps(steps: readonly Step[], options: RunOptions = {}): onRequestHookHandler {
   const { beforeRefusing } = options
 
-  return function checks(request, reply, done) {
-    let index = 0
+  function answer(request: FastifyRequest, reply: FastifyReply, done: Done, error: unknown) {
+    if (error instanceof ApiError && EXPECTED.has(error.code)) sendError(request, reply, error)
+    else done(error as Error)
+  }
 
-    const refuse = (error: unknown) => {
-      const pending = beforeRefusing?.(request, reply, error)
-      if (pending === undefined) answer(error)
-      else pending.then(() => answer(error), answer)
+  function refuse(request: FastifyRequest, reply: FastifyReply, done: Done, error: unknown) {
+    const pending = beforeRefusing?.(request, reply, error)
+    if (pending === undefined) answer(request, reply, done, error)
+    else {
+      pending.then(
+        () => answer(request, reply, done, error),
+        (replacement: unknown) => answer(request, reply, done, replacement),
+      )
     }
+  }
 
-    const answer = (error: unknown) => {
-      if (error instanceof ApiError && EXPECTED.has(error.code)) sendError(request, reply, error)
-      else done(error as Error)
-    }
-
-    const next = (): void => {
+  function run(request: FastifyRequest, reply: FastifyReply, done: Done, from: number): void {
+    for (let index = from; index < steps.length; index++) {
+      let pending: void | Promise<void>
       try {
-        while (index < steps.length) {
-          const step = steps[index++] as Step
-          const pending = step(request, reply)
-          if (reply.sent) return
-          if (pending !== undefined) {
-            pending.then(() => (reply.sent ? undefined : next()), refuse)
-            return
-          }
-        }
+        pending = (steps[index] as Step)(request, reply)
       } catch (error) {
-        refuse(error)
+        refuse(request, reply, done, error)
         return
       }
-      done()
+      if (reply.sent) return
+      if (pending !== undefined) {
+        pending.then(
+          () => {
+            if (!reply.sent) run(request, reply, done, index + 1)
+          },
+          (error: unknown) => refuse(request, reply, done, error),
+        )
+        return
+      }
     }
+    done()
+  }
 
-    next()
+  return function checks(request, reply, done) {
+    run(request, reply, done, 0)
   }
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Config } from '../config.js'
 import { openSqliteStore } from './sqlite.js'
+import { cacheFoundStudios } from './studio-cache.js'
 import type { SqlStore, StudioService } from './types.js'
 
 export interface StoreOptions {
@@ -45,7 +46,7 @@ export async function openBackends(config: Config, options: StoreOptions = {}): 
         })
   return {
     store,
-    studios: upstream ?? store.studios,
+    studios: upstream ?? cacheFoundStudios(store.studios),
     cursorSecret: await cursorSecretOf(store),
     checks: {
       [store.dialect]: () => store.ready(),

@@ -75,7 +75,8 @@ export interface CallContext {
  */
 export interface StudioService {
   listStudios(ctx: CallContext, page: PageRequest): Promise<Page<Studio>>
-  getStudio(ctx: CallContext, studioId: string): Promise<Studio | undefined>
+  /** May answer at once (a studio found before, kept in memory: stores/studio-cache.ts). */
+  getStudio(ctx: CallContext, studioId: string): Studio | undefined | Promise<Studio | undefined>
   getStream(ctx: CallContext, studioId: string): Promise<Stream | undefined>
   /** Ended sessions, newest first. Undefined when the studio is not the account's. */
   listSessions(ctx: CallContext, studioId: string, page: PageRequest): Promise<Page<Session> | undefined>

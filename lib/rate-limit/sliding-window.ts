@@ -71,13 +71,19 @@ const slotLeavesAt = (slot: number, windowMs: number) => ((slot + SLOTS + 1) * w
  * `maxPartitions` are forgotten (a forgotten partition starts afresh).
  */
 export function createMemoryWindows(maxPartitions = 100_000) {
-  const windows = new LRUCache<string, Counts>({ max: maxPartitions })
+  // By window length, then partition: no key string is built per decision.
+  const byWindow = new Map<number, LRUCache<string, Counts>>()
 
-  function countsOf(key: string, slot: number): Counts {
-    let counts = windows.get(key)
+  function countsOf(windowMs: number, partition: string, slot: number): Counts {
+    let windows = byWindow.get(windowMs)
+    if (windows === undefined) {
+      windows = new LRUCache<string, Counts>({ max: maxPartitions })
+      byWindow.set(windowMs, windows)
+    }
+    let counts = windows.get(partition)
     if (counts === undefined) {
       counts = { slots: new Uint32Array(RING), head: slot, total: 0 }
-      windows.set(key, counts)
+      windows.set(partition, counts)
       return counts
     }
     if (slot > counts.head) {
@@ -126,7 +132,7 @@ export function createMemoryWindows(maxPartitions = 100_000) {
       const all: Counts[] = []
       let allowed = true
       for (const policy of policies) {
-        const counts = countsOf(`${policy.windowMs}:${partition}`, Math.floor((now * SLOTS) / policy.windowMs))
+        const counts = countsOf(policy.windowMs, partition, Math.floor((now * SLOTS) / policy.windowMs))
         all.push(counts)
         if (counts.total >= policy.max) allowed = false
       }
@@ -139,10 +145,6 @@ export function createMemoryWindows(maxPartitions = 100_000) {
       }
       const states = policies.map((policy, i) => stateOf(policy, all[i] as Counts, now))
       return { allowed, states, applied: appliedState(states, allowed) }
-    },
-
-    clear() {
-      windows.clear()
     },
   }
 }

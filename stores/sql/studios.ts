@@ -1,19 +1,9 @@
 import type { Kysely, Selectable } from 'kysely'
-import { LRUCache } from 'lru-cache'
 import { newSessionId, newStudioId } from '../../lib/ids.js'
 import type { Session, Stream, Studio } from '../../schemas/resources.js'
 import type { StudioAdmin, StudioRecord, StudioService } from '../types.js'
 import { decodeKeyset, encodeKeyset, toPage } from './keyset.js'
 import type { Database, SessionsTable, StreamsTable, StudiosTable } from './schema.js'
-
-/**
- * Studios found by `getStudio`, kept in memory: the hot read of the API. A studio is never renamed,
- * moved to another account nor deleted (the store only creates them), so an entry cannot go stale
- * and other processes' writes (the CLI, other instances) cannot contradict it; only found studios
- * are kept, so a studio created elsewhere is seen at once. The TTL and bound only cap memory.
- */
-const STUDIO_CACHE_MAX = 10_000
-const STUDIO_CACHE_TTL_MS = 5 * 60_000
 
 /**
  * Studios, their stream and sessions over SQL, always through the caller's account: a studio of
@@ -24,9 +14,6 @@ export function createStudioRepository(
   dialect: 'sqlite' | 'postgres',
 ): StudioService & StudioAdmin {
   const now = () => new Date().toISOString()
-  // Keyed by account and id together: a studio is only ever found through its own account.
-  const foundStudios = new LRUCache<string, Studio>({ max: STUDIO_CACHE_MAX, ttl: STUDIO_CACHE_TTL_MS })
-
   /**
    * The stream of the account's studio, read as the first statement of a transition, before its
    * time is taken. On PostgreSQL the row is locked (FOR UPDATE): a concurrent transition waits
@@ -87,10 +74,6 @@ export function createStudioRepository(
     },
 
     async getStudio({ accountId }, studioId) {
-      // Length-prefixed, so no pair of ids can spell another pair's key.
-      const cacheKey = `${accountId.length}:${accountId}${studioId}`
-      const cached = foundStudios.get(cacheKey)
-      if (cached) return cached
       if (!canBeStored(studioId)) return undefined
       const row = await db
         .selectFrom('studios')
@@ -98,10 +81,7 @@ export function createStudioRepository(
         .where('id', '=', studioId)
         .where('account_id', '=', accountId)
         .executeTakeFirst()
-      if (!row) return undefined
-      const studio = toStudio(row)
-      foundStudios.set(cacheKey, studio)
-      return studio
+      return row && toStudio(row)
     },
 
     async getStream({ accountId }, studioId) {

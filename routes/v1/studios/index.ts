@@ -7,6 +7,11 @@ import { errorResponses, routeBaseErrors } from '../../../schemas/error-envelope
 import { NoQuery, PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
 import { Studio, StudioList } from '../../../schemas/resources.js'
 
+function studioOrNotFound(studio: Studio | undefined): Studio {
+  if (!studio) throw studioNotFound()
+  return studio
+}
+
 const studios: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/studios',
@@ -54,10 +59,10 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => {
-      const studio = await app.studios.getStudio(callContextOf(request), request.params.studioId)
-      if (!studio) throw studioNotFound()
-      return studio
+    (request) => {
+      // A studio found before answers at once: no promise on the hot read.
+      const found = app.studios.getStudio(callContextOf(request), request.params.studioId)
+      return found instanceof Promise ? found.then(studioOrNotFound) : studioOrNotFound(found)
     },
   )
 }
