@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 import { cursorRejected } from './errors.js'
 
 /**
@@ -25,10 +26,19 @@ export function createCursorCodec(secret: Buffer) {
       .digest()
       .subarray(0, TAG_BYTES)
 
+  // The cursors of hot pages are signed once: the same list, account and position give the same cursor.
+  const issued = new LRUCache<string, string>({ max: 1000 })
+
   return {
     encode(identity: ListIdentity, position: string): string {
-      const payload = b64url(Buffer.from(position, 'utf8'))
-      return `${payload}.${b64url(tagOf(identity, payload))}`
+      const key = `${identity.list}\n${identity.accountId}\n${identity.parentId ?? ''}\n${position}`
+      let cursor = issued.get(key)
+      if (cursor === undefined) {
+        const payload = b64url(Buffer.from(position, 'utf8'))
+        cursor = `${payload}.${b64url(tagOf(identity, payload))}`
+        issued.set(key, cursor)
+      }
+      return cursor
     },
 
     /**

@@ -8,20 +8,29 @@ export interface PageQuery {
   readonly cursor?: string
 }
 
+export interface ListPage<T> {
+  readonly data: T[]
+  readonly nextCursor: string | null
+}
+
 /**
  * One page of a list: decodes the cursor for this list (400 when it was not issued for it),
  * fetches, and signs the position the service gave for the next page as the next cursor.
- * Undefined when the list's parent does not exist for the caller.
+ * Undefined when the list's parent does not exist for the caller. A page the service answers at
+ * once (from memory) is answered at once.
  */
-export async function fetchPage<T>(
+export function fetchPage<T>(
   cursors: CursorCodec,
   identity: ListIdentity,
   query: PageQuery,
-  fetch: (page: PageRequest) => Promise<Page<T> | undefined>,
-): Promise<{ data: T[]; nextCursor: string | null } | undefined> {
+  fetch: (page: PageRequest) => Page<T> | undefined | Promise<Page<T> | undefined>,
+): ListPage<T> | undefined | Promise<ListPage<T> | undefined> {
   const after = query.cursor === undefined ? undefined : cursors.decode(identity, query.cursor)
   const limit = query.limit ?? DEFAULT_PAGE_LIMIT
-  const page = await fetch(after === undefined ? { limit } : { limit, after })
-  if (page === undefined) return undefined
-  return { data: page.items, nextCursor: page.next === null ? null : cursors.encode(identity, page.next) }
+  const found = fetch(after === undefined ? { limit } : { limit, after })
+  const toListPage = (page: Page<T> | undefined): ListPage<T> | undefined =>
+    page === undefined
+      ? undefined
+      : { data: page.items, nextCursor: page.next === null ? null : cursors.encode(identity, page.next) }
+  return found instanceof Promise ? found.then(toListPage) : toListPage(found)
 }

@@ -6,6 +6,7 @@ import { migrateToLatest } from './sql/migrations.js'
 import type { Database } from './sql/schema.js'
 import { createSqlStore } from './sql/store.js'
 import { guardSqliteStore, SQLITE_LIMITS } from './sqlite-guard.js'
+import { cacheStudioPages } from './studio-pages.js'
 import type { SqlStore } from './types.js'
 
 export const SQLITE_FILE = 'studio-gateway.sqlite'
@@ -66,5 +67,7 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
     throw error
   }
   sqlite.pragma(`busy_timeout = ${SQLITE_LIMITS.busyTimeoutMs}`)
-  return guardSqliteStore(createSqlStore(db, 'sqlite'), db, options.timeoutMs ?? SQLITE_LIMITS.timeoutMs)
+  const store = guardSqliteStore(createSqlStore(db, 'sqlite'), db, options.timeoutMs ?? SQLITE_LIMITS.timeoutMs)
+  const dataVersion = sqlite.prepare('PRAGMA data_version').pluck()
+  return { ...store, studios: cacheStudioPages(store.studios, () => dataVersion.get() as number) }
 }

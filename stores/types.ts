@@ -74,7 +74,8 @@ export interface CallContext {
  * as the same 503); an upstream that answers nonsense throws `bad_gateway` (502).
  */
 export interface StudioService {
-  listStudios(ctx: CallContext, page: PageRequest): Promise<Page<Studio>>
+  /** May answer at once (a page kept in memory: stores/studio-pages.ts). */
+  listStudios(ctx: CallContext, page: PageRequest): Page<Studio> | Promise<Page<Studio>>
   /** May answer at once (a studio found before, kept in memory: stores/studio-cache.ts). */
   getStudio(ctx: CallContext, studioId: string): Studio | undefined | Promise<Studio | undefined>
   getStream(ctx: CallContext, studioId: string): Promise<Stream | undefined>

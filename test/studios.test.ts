@@ -1,4 +1,6 @@
 import t from 'tap'
+import { loadConfig } from '../config.js'
+import { openStore } from '../stores/index.js'
 import type { StudioRecord } from '../stores/types.js'
 import { bearer, errorOf, startGateway } from './helpers/gateway.js'
 
@@ -111,6 +113,22 @@ t.test('studios, stream and sessions', async (t) => {
     t.equal((await get(`/v1/studios/${id}`)).statusCode, 404)
     await gw.store.studios.createStudio({ accountId: 'acct_mine', name: 'Later', id })
     t.equal((await get(`/v1/studios/${id}`)).statusCode, 200)
+  })
+
+  t.test('a studio created by this process or another one is listed at once', async (t) => {
+    const names = async () => (await get('/v1/studios?limit=100')).json().data.map((s: { name: string }) => s.name)
+    const before = await names()
+    t.same(await names(), before, 'the same page twice (the second from memory on the embedded store)')
+    await gw.studio('acct_mine', 'Created in process')
+    t.same(await names(), [...before, 'Created in process'], 'a creation by the gateway’s own store')
+    const other = await openStore(loadConfig(gw.storeEnv))
+    t.teardown(() => other.close())
+    await other.studios.createStudio({ accountId: 'acct_mine', name: 'Created elsewhere' })
+    t.same(
+      await names(),
+      [...before, 'Created in process', 'Created elsewhere'],
+      'a creation by another connection (the command line, another instance)',
+    )
   })
 
   t.test('GET /v1/studios/{id}/stream of a new studio is offline', async (t) => {

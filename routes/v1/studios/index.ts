@@ -1,11 +1,14 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { studioNotFound } from '../../../lib/errors.js'
-import { fetchPage } from '../../../lib/pagination.js'
+import { fetchPage, type ListPage } from '../../../lib/pagination.js'
 import { callContextOf } from '../../../pipeline/authentication.js'
 import { errorResponses, routeBaseErrors } from '../../../schemas/error-envelope.js'
 import { NoQuery, PageQuery, StudioIdParams } from '../../../schemas/primitives.js'
 import { Studio, StudioList } from '../../../schemas/resources.js'
+
+/** A list of the caller's own account always exists. */
+const orEmptyList = (page: ListPage<Studio> | undefined): ListPage<Studio> => page ?? { data: [], nextCursor: null }
 
 function studioOrNotFound(studio: Studio | undefined): Studio {
   if (!studio) throw studioNotFound()
@@ -29,16 +32,12 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    async (request) => {
+    (request) => {
       const ctx = callContextOf(request)
-      const page = await fetchPage(
-        app.cursors,
-        { list: 'studios', accountId: ctx.accountId },
-        request.query,
-        (pageRequest) => app.studios.listStudios(ctx, pageRequest),
+      const page = fetchPage(app.cursors, { list: 'studios', accountId: ctx.accountId }, request.query, (pageRequest) =>
+        app.studios.listStudios(ctx, pageRequest),
       )
-      // A list of the caller's own account always exists.
-      return page ?? { data: [], nextCursor: null }
+      return page instanceof Promise ? page.then(orEmptyList) : orEmptyList(page)
     },
   )
 
