@@ -198,17 +198,18 @@ export function envelope(error: ApiError, requestId: string) {
 }
 
 /**
- * The headers of an error answer: those every answer carries (its request id, nosniff), no-store
- * (an error is about this request at this moment; a 404 would otherwise be cacheable, RFC 9111),
- * and the code's own.
+ * The headers every error answer carries besides its request id: nosniff (as every answer), and
+ * no-store (an error is about this request at this moment; a 404 would otherwise be cacheable,
+ * RFC 9111).
  */
+export const ERROR_HEADERS: readonly (readonly [string, string])[] = [
+  ['x-content-type-options', 'nosniff'],
+  ['cache-control', 'no-store'],
+]
+
+/** The headers of an error answer: its request id, ERROR_HEADERS, and the code's own. */
 export function errorHeaders(error: ApiError, requestId: string): Record<string, string> {
-  return {
-    'x-request-id': requestId,
-    'x-content-type-options': 'nosniff',
-    'cache-control': 'no-store',
-    ...error.headers,
-  }
+  return { 'x-request-id': requestId, ...Object.fromEntries(ERROR_HEADERS), ...error.headers }
 }
 
 /**

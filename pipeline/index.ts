@@ -41,11 +41,9 @@ export default fp<PipelineOptions>(
     const { rateLimiter } = app
 
     const beforeKey: Step[] = [shedLoad(app.load, app.metrics), authenticate(verifier), limitRate(rateLimiter)]
-    const options = {
-      // Refused before a key was known: the client IP's failure budget applies.
-      beforeRefusing: (request: Parameters<Step>[0], reply: Parameters<Step>[1], error: unknown) =>
-        request.apiKey === null ? rateLimiter.refused(request, reply, error) : undefined,
-    }
+    // Refused before a key was known: the client IP's failure budget applies.
+    const beforeRefusing = (request: Parameters<Step>[0], reply: Parameters<Step>[1], error: unknown) =>
+      request.apiKey === null ? rateLimiter.refused(request, reply, error) : undefined
     const storeAnswer = storeIdempotentAnswer(idempotency)
     const claimKey = claimIdempotencyKey(idempotency)
 
@@ -54,6 +52,7 @@ export default fp<PipelineOptions>(
       if (!route.url.startsWith('/v1/')) return
       const scope = route.config?.scope
       const beforeValidation = scope === undefined ? beforeKey : [...beforeKey, requireScope(scope)]
+      const options = { beforeRefusing, scope: scope ?? null }
       route.onRequest = [...asArray(route.onRequest), runSteps(beforeValidation, options)]
       if (route.config?.write !== true) return
       const afterValidation = writesEnabled ? [claimKey] : [gateWrites, claimKey]

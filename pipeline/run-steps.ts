@@ -19,6 +19,8 @@ type Done = (error?: Error) => void
 const EXPECTED = new Set(['invalid_request', 'invalid_key', 'insufficient_scope', 'rate_limited', 'write_disabled'])
 
 export interface RunOptions {
+  /** The route's scope (X-Accepted-Scopes on its errors), bound once rather than read per refusal. */
+  readonly scope?: string | null
   /**
    * Told of a refusal before it is answered, and may replace it (the client IP's failure budget
    * turns a 401 into a 429 once it is spent).
@@ -33,9 +35,10 @@ export interface RunOptions {
  */
 export function runSteps(steps: readonly Step[], options: RunOptions = {}): onRequestHookHandler {
   const { beforeRefusing } = options
+  const sendOptions = { scope: options.scope ?? null }
 
   function answer(request: FastifyRequest, reply: FastifyReply, done: Done, error: unknown) {
-    if (error instanceof ApiError && EXPECTED.has(error.code)) sendError(request, reply, error)
+    if (error instanceof ApiError && EXPECTED.has(error.code)) sendError(request, reply, error, sendOptions)
     else done(error as Error)
   }
 

@@ -4,9 +4,9 @@ import fp from 'fastify-plugin'
 import { redactKeys } from '../lib/api-keys.js'
 import {
   type ApiError,
+  ERROR_HEADERS,
   type ErrorCode,
   envelope,
-  errorHeaders,
   invalidRequest,
   notFound,
   rawErrorAnswer,
@@ -45,17 +45,27 @@ export default fp<ErrorHandlerOptions>(
 )
 
 /**
- * Sends `error` as the envelope. `beside` adds members next to `error` (never inside it, whose
- * shape is the contract), for an endpoint with more to say, like /readyz's per-dependency detail.
+ * Sends `error` as the envelope, with the headers of the catalog and, on a scoped route,
+ * X-Accepted-Scopes. `scope` is the route's scope when the caller knows it (the /v1 pipeline binds
+ * it per route), else it is read from the route. `beside` adds members next to `error` (never
+ * inside it, whose shape is the contract), for an endpoint with more to say, like /readyz's
+ * per-dependency detail.
  */
-export function sendError(request: FastifyRequest, reply: FastifyReply, error: ApiError, beside?: object) {
+export function sendError(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  error: ApiError,
+  options: { readonly scope?: string | null; readonly beside?: object } = {},
+) {
   request.server.metrics.errorSent(error.code)
   reply.code(error.statusCode)
-  reply.headers(errorHeaders(error, request.id))
-  const scope = request.routeOptions.config?.scope
-  if (scope !== undefined) reply.header('x-accepted-scopes', scope)
+  reply.header('x-request-id', request.id)
+  for (const [name, value] of ERROR_HEADERS) reply.header(name, value)
+  if (error.headers) for (const name in error.headers) reply.header(name, error.headers[name])
+  const scope = options.scope === undefined ? request.routeOptions.config?.scope : options.scope
+  if (scope) reply.header('x-accepted-scopes', scope)
   const body = envelope(error, request.id)
-  return reply.send(beside === undefined ? body : { ...body, ...beside })
+  return reply.send(options.beside === undefined ? body : { ...body, ...options.beside })
 }
 
 function describePath(url: string): string {

@@ -100,7 +100,7 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
       const down = statuses.filter((status) => !status.ok).map((status) => status.name)
       if (down.length > 0) {
         const message = `not ready: ${down.join(', ')} ${down.length === 1 ? 'is' : 'are'} down`
-        return sendError(request, reply, notReady(message), { dependencies })
+        return sendError(request, reply, notReady(message), { beside: { dependencies } })
       }
       return { status: 'ready' as const, dependencies }
     },
