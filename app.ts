@@ -6,12 +6,14 @@ import { type DestinationStream, type Logger, pino } from 'pino'
 import type { Config } from './config.js'
 import { type CursorCodec, createCursorCodec } from './lib/cursor.js'
 import { createDependencyRegistry, type DependencyRegistry } from './lib/dependencies.js'
+import { createEdge } from './lib/edge.js'
 import { createIdempotency } from './lib/idempotency.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
 import { createMetrics, type Metrics } from './lib/metrics.js'
 import accessLog from './plugins/access-log.js'
 import auth from './plugins/auth.js'
-import errors, { BODY_LIMIT, createClientErrorHandler, sendError, toApiError } from './plugins/errors.js'
+import edgeChecks from './plugins/edge.js'
+import errors, { BODY_LIMIT, sendError, toApiError } from './plugins/errors.js'
 import idempotencyKeys from './plugins/idempotency.js'
 import loadShedding from './plugins/load-shedding.js'
 import metricsPlugin from './plugins/metrics.js'
@@ -106,6 +108,13 @@ export async function buildApp(options: AppOptions) {
     onTouchError: (error) => app.log.warn({ err: error }, 'could not record a key use'),
   })
   const metrics = createMetrics({ keyCache: keyVerifier.stats })
+  // Connections, their time bounds and the answers below Fastify (docs/edge.md).
+  const edge = createEdge({
+    bounds: config.edge,
+    log: logger as FastifyBaseLogger,
+    registry: metrics.registry,
+    onErrorSent: metrics.errorSent,
+  })
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     genReqId,
@@ -113,7 +122,8 @@ export async function buildApp(options: AppOptions) {
     // Fastify's two lines per request are replaced by one access-log line (plugins/access-log.ts).
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     bodyLimit: BODY_LIMIT,
-    clientErrorHandler: createClientErrorHandler(logger, metrics.errorSent),
+    serverFactory: edge.serverFactory,
+    clientErrorHandler: edge.clientErrorHandler,
     // Refused before routing (a bad URL, an id too long to route): no key was checked, so the
     // answer shows the client IP's budget.
     frameworkErrors: (error, request, reply) => {
@@ -150,9 +160,10 @@ export async function buildApp(options: AppOptions) {
 
   await app.register(metricsPlugin)
   await app.register(requestId)
+  await app.register(edgeChecks, { edge })
   await app.register(rateLimits, { config })
   metrics.readRateLimitFrom(app.rateLimitStats)
-  await app.register(errors, { onUnknownRoute: app.rateLimiter.unknownRoute })
+  await app.register(errors, { onUnknownRoute: app.rateLimiter.unknownRoute, onClientAbort: edge.clientAborted })
   await app.register(accessLog)
   // After the hooks every answer needs (the explorer's pages carry X-Request-Id too), before the
   // routes it describes.

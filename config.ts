@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import { getHeapStatistics } from 'node:v8'
+import { connectionCeiling, DESCRIPTOR_RESERVE, REFUSAL_BAND } from './lib/descriptors.js'
 import { parseDuration, parseDurationOrZero } from './lib/duration.js'
 
 /**
@@ -47,6 +48,23 @@ export interface Config {
     readonly maxHeapUsedBytes: number
     readonly maxRssBytes: number
   }
+  /** The bounds of the public edge (docs/edge.md): no client holds a connection, or a descriptor, past them. */
+  readonly edge: EdgeBounds
+}
+
+export interface EdgeBounds {
+  /** From a connection's first byte (or the first byte of its next request) to the end of the headers. */
+  readonly headersTimeoutMs: number
+  /** From the same start to the end of the body: the whole request. */
+  readonly requestTimeoutMs: number
+  /** How long a kept-alive connection may sit idle between requests. */
+  readonly keepAliveTimeoutMs: number
+  /** After an answer that closes the connection: how long what the client still sends is read and discarded… */
+  readonly lingerTimeoutMs: number
+  /** …and how much of it at most, before the socket is closed anyway. */
+  readonly lingerMaxBytes: number
+  /** Client connections served at once; the next REFUSAL_BAND are answered 503, any more are refused. */
+  readonly maxConnections: number
 }
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -86,6 +104,18 @@ export const configDefaults = {
   SHED_MAX_HEAP_USED_MB: String(Math.floor((getHeapStatistics().heap_size_limit * 0.9) / MIB)),
   SHED_MAX_RSS_MB: '0',
   UPSTREAM_TIMEOUT: '2s',
+  // The edge (docs/edge.md). A 64 KiB body takes about 26 s at 20 kbit/s, a congested mobile link;
+  // headers (16 KiB at most) far less. Node checks both bounds about every second.
+  HEADERS_TIMEOUT: '10s',
+  REQUEST_TIMEOUT: '30s',
+  // Node's own default: long enough to reuse a connection between a client's calls, short enough
+  // that idle connections do not pile up. Behind a load balancer, set it above the balancer's own.
+  KEEP_ALIVE_TIMEOUT: '5s',
+  // Enough for a client to read the answer and close (a fetch uploading 3 MB does, within milliseconds).
+  LINGER_TIMEOUT: '2s',
+  LINGER_MAX_KB: '1024',
+  // The soft descriptor limit (ulimit -n) less a reserve for everything else the process opens.
+  MAX_CONNECTIONS: String(connectionCeiling()),
 } as const
 
 type Env = Record<string, string | undefined>
@@ -174,6 +204,8 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('METRICS_TOKEN must be 16 to 512 characters of A-Z a-z 0-9 . _ ~ + / = -')
   }
 
+  const edge = loadEdgeBounds(withDefault, integer, problems)
+
   const logLevel = withDefault('LOG_LEVEL').toLowerCase() as LogLevel
   if (!logLevels.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${logLevels.join(', ')}`)
 
@@ -204,9 +236,51 @@ export function loadConfig(env: Env = process.env): Config {
       maxHeapUsedBytes: integer('SHED_MAX_HEAP_USED_MB', 0, 1_048_576) * MIB,
       maxRssBytes: integer('SHED_MAX_RSS_MB', 0, 1_048_576) * MIB,
     },
+    edge,
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return config
+}
+
+type DefaultedName = keyof typeof configDefaults
+
+/** The edge's bounds; each is required (none can be turned off: an unbounded one is what a hostile client uses). */
+function loadEdgeBounds(
+  withDefault: (name: DefaultedName) => string,
+  integer: (name: DefaultedName, min: number, max: number) => number,
+  problems: string[],
+): EdgeBounds {
+  const duration = (name: DefaultedName, range: string, minMs: number, maxMs: number, fallback: number) => {
+    const ms = parseDuration(withDefault(name))
+    if (ms === undefined || ms < minMs || ms > maxMs) {
+      problems.push(`${name} must be a duration from ${range}, such as ${configDefaults[name]}`)
+      return fallback
+    }
+    return ms
+  }
+  const headersTimeoutMs = duration('HEADERS_TIMEOUT', '10ms to 10m', 10, 600_000, 10_000)
+  const requestTimeoutMs = duration('REQUEST_TIMEOUT', '10ms to 10m', 10, 600_000, 30_000)
+  // Node refuses a header bound past the request's: the headers are part of the request.
+  if (requestTimeoutMs < headersTimeoutMs) problems.push('REQUEST_TIMEOUT must not be shorter than HEADERS_TIMEOUT')
+  // Each connection holds a descriptor: the cap must leave the reserve and the refusal band free.
+  const ceiling = connectionCeiling()
+  const maxText = withDefault('MAX_CONNECTIONS')
+  const maxConnections = /^\d{1,9}$/.test(maxText) ? Number(maxText) : 0
+  if (maxConnections < 1 || maxConnections > ceiling) {
+    problems.push(
+      ceiling < 1
+        ? `MAX_CONNECTIONS: the descriptor limit (ulimit -n) is too low to serve connections; raise it above ${DESCRIPTOR_RESERVE + REFUSAL_BAND}`
+        : `MAX_CONNECTIONS must be a whole number from 1 to ${ceiling} (the descriptor limit, ulimit -n, less ${DESCRIPTOR_RESERVE + REFUSAL_BAND})`,
+    )
+  }
+  return {
+    headersTimeoutMs,
+    requestTimeoutMs,
+    keepAliveTimeoutMs: duration('KEEP_ALIVE_TIMEOUT', '10ms to 10m', 10, 600_000, 5000),
+    lingerTimeoutMs: duration('LINGER_TIMEOUT', '10ms to 1m', 10, 60_000, 2000),
+    lingerMaxBytes: integer('LINGER_MAX_KB', 0, 1_048_576) * 1024,
+    maxConnections: Math.max(1, Math.min(maxConnections, ceiling)),
+  }
 }
 
 /** `false`, `true`, a hop count, or a list of addresses / CIDR ranges; undefined when invalid. */

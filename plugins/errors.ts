@@ -1,31 +1,25 @@
-import type { Socket } from 'node:net'
-import type {
-  FastifyBaseLogger,
-  FastifyError,
-  FastifyReply,
-  FastifyRequest,
-  FastifySchemaValidationError,
-  preValidationHookHandler,
-} from 'fastify'
+import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify'
 import fp from 'fastify-plugin'
 import secureJson from 'secure-json-parse'
 import { redactKeys } from '../lib/api-keys.js'
-import { ApiError, type ErrorCode, INTERNAL_MESSAGE, invalidRequest, notFound } from '../lib/errors.js'
-import { newRequestId } from '../lib/ids.js'
+import { descriptorExhaustion, isDescriptorExhaustion } from '../lib/descriptors.js'
+import { ApiError, INTERNAL_MESSAGE, invalidRequest, notFound, unavailable } from '../lib/errors.js'
 
 export const BODY_LIMIT = 64 * 1024
 
 export interface ErrorsOptions {
-  /** A hook run before the 404 is answered (the rate limit of unknown routes). */
-  readonly onUnknownRoute?: preValidationHookHandler
+  /** Run before the 404 is answered (the rate limit of unknown routes); may throw another error. */
+  readonly onUnknownRoute?: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+  /** A client closed its connection before its request was complete (counted apart, not an error of ours). */
+  readonly onClientAbort?: (request: FastifyRequest) => void
 }
 
 /**
  * The one place errors become the envelope: every error thrown by a hook, a parser, a validator
- * or a handler, every unknown route, and every request Node's HTTP parser rejects.
+ * or a handler, and every unknown route. Requests Node's HTTP parser rejects: lib/edge.ts.
  */
 export default fp<ErrorsOptions>(
-  async function errors(app, { onUnknownRoute }) {
+  async function errors(app, { onUnknownRoute, onClientAbort }) {
     // JSON only: any other content type is refused (415 inside Fastify, mapped to 400 below).
     app.removeAllContentTypeParsers()
     app.addContentTypeParser(
@@ -37,6 +31,16 @@ export default fp<ErrorsOptions>(
     )
 
     app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
+      if (request.raw.destroyed && !request.raw.complete) {
+        // The connection closed mid-request (its body reader failed with "aborted"): nobody to
+        // answer, and not a fault of the gateway (below warn, never `internal`).
+        onClientAbort?.(request)
+        request.log.info(
+          { route: request.routeOptions.url ?? null },
+          'connection closed before the request was complete',
+        )
+        return
+      }
       const apiError = toApiError(error)
       if (apiError.code === 'internal') {
         request.log.error({ err: error }, 'unexpected error')
@@ -47,9 +51,16 @@ export default fp<ErrorsOptions>(
       return sendError(request, reply, apiError)
     })
 
-    app.setNotFoundHandler({ preValidation: onUnknownRoute ? [onUnknownRoute] : [] }, (request, reply) =>
-      sendError(request, reply, notFound(`no route for ${request.method} ${describePath(request.url)}`)),
-    )
+    // An unknown route is answered from onRequest, before its body is read or parsed: 404 whatever
+    // the method (QUERY without a Content-Type), body or content type, and the IP budget spent first.
+    const unknownRoute = (request: FastifyRequest, reply: FastifyReply) =>
+      sendError(request, reply, notFound(`no route for ${request.method} ${describePath(request.url)}`))
+    app.addHook('onRequest', (request, reply, done) => {
+      if (!request.is404) return done()
+      if (onUnknownRoute === undefined) unknownRoute(request, reply)
+      else onUnknownRoute(request, reply).then(() => unknownRoute(request, reply), done)
+    })
+    app.setNotFoundHandler(unknownRoute)
   },
   { name: 'errors' },
 )
@@ -121,6 +132,10 @@ export function toApiError(error: FastifyError | ApiError | Error): ApiError {
       // An id too long to route cannot name a studio: the same answer as any other unknown id.
       return notFound('studio not found')
   }
+  if (isDescriptorExhaustion(error)) {
+    descriptorExhaustion.request++
+    return unavailable('the gateway is out of resources; retry with backoff', 1, error)
+  }
   const status = fastifyError.statusCode
   if (status === 404) return notFound('no such resource')
   // Anything else Fastify refused before our code ran was the client's input.
@@ -174,32 +189,4 @@ function quoteField(name: string): string {
 function describePath(url: string): string {
   const path = url.split('?', 1)[0] ?? ''
   return JSON.stringify(redactKeys(path.length > 128 ? `${path.slice(0, 128)}…` : path)).slice(1, -1)
-}
-
-/**
- * Fastify's `clientErrorHandler`: requests Node's HTTP parser rejects (bad bytes in a header,
- * headers over the size limit, a broken request line, a request that never finishes) never reach
- * a route. They still get the envelope, with a generated request id.
- */
-export function createClientErrorHandler(log: FastifyBaseLogger, onError?: (code: ErrorCode) => void) {
-  return function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket) {
-    if (error.code === 'ECONNRESET' || socket.destroyed) return
-    const requestId = newRequestId()
-    const message =
-      error.code === 'HPE_HEADER_OVERFLOW'
-        ? 'request headers are larger than the server accepts'
-        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? 'the request was not received in time'
-          : 'the HTTP request is malformed'
-    const body = JSON.stringify(envelope(invalidRequest(message), requestId))
-    log.debug({ requestId, code: error.code }, 'client error')
-    if (!socket.writable) {
-      socket.destroy()
-      return
-    }
-    onError?.('invalid_request')
-    socket.end(
-      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
-    )
-  }
 }

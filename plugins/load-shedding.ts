@@ -2,6 +2,7 @@ import underPressure from '@fastify/under-pressure'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
+import { guardMemoryUsage } from '../lib/descriptors.js'
 import { type ApiError, unavailable } from '../lib/errors.js'
 import type { ShedReason } from '../lib/metrics.js'
 
@@ -33,6 +34,8 @@ export interface LoadSheddingOptions {
 export default fp<LoadSheddingOptions>(
   async function loadShedding(app, { thresholds, beforeRefusing }) {
     let lastLoggedAt = 0
+    // The plugin samples memory from a timer, with a call that throws when descriptors run out.
+    guardMemoryUsage()
     await app.register(underPressure, {
       sampleInterval: thresholds.sampleIntervalMs,
       maxEventLoopDelay: thresholds.maxEventLoopDelayMs,
