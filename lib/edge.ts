@@ -82,8 +82,8 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
   function lingeringClose(socket: Socket) {
     const connection = connectionOf(socket)
     if (socket.destroyed || connection === undefined || connection.linger !== undefined) return
+    // Not unref'd: a closing server waits for it (at most LINGER_TIMEOUT), like for any connection.
     const timer = setTimeout(() => socket.destroy(), bounds.lingerTimeoutMs)
-    timer.unref()
     connection.linger = { maxBytesRead: socket.bytesRead + bounds.lingerMaxBytes, timer }
     socket.end()
     // What still arrives: the rest of the body of the last request (through Node's parser), or
