@@ -140,7 +140,8 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
         }
         connection.inFlight++
         connection.latest = res
-        res.once('close', responseClosed)
+        // 'close' is emitted once; on() spares once()'s wrapper on every request.
+        res.on('close', responseClosed)
       }
       handler(req, res)
     }
@@ -279,7 +280,8 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
     clientErrorHandler,
     /** Whether the answer to this request must close its connection (sent with Connection: close). */
     mustClose(req: IncomingMessage): boolean {
-      if (!req.complete) return true
+      // Answered before its body arrived: what follows is body, not a next request.
+      if (!req.complete && hasBody(req)) return true
       const connection = connectionOf(req.socket)
       return connection?.overCapacity === true || Date.now() < pressureUntil
     },
@@ -295,6 +297,12 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
       return open
     },
   }
+}
+
+/** A request that announced a body (a bodiless one is complete as soon as its headers are). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length']
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
 }
 
 /** An answer written straight to the socket, for a request Fastify never saw. */
