@@ -111,8 +111,9 @@ export const configDefaults = {
   // Node's own default: long enough to reuse a connection between a client's calls, short enough
   // that idle connections do not pile up. Behind a load balancer, set it above the balancer's own.
   KEEP_ALIVE_TIMEOUT: '5s',
-  // Enough for a client to read the answer and close (a fetch uploading 3 MB does, within milliseconds).
-  LINGER_TIMEOUT: '2s',
+  // Enough for a client still uploading to read the answer and close, even on a busy machine
+  // (nginx's lingering_timeout); past LINGER_MAX_KB, the gateway stops reading until then.
+  LINGER_TIMEOUT: '5s',
   LINGER_MAX_KB: '1024',
   // The soft descriptor limit (ulimit -n) less a reserve for everything else the process opens.
   MAX_CONNECTIONS: String(connectionCeiling()),
@@ -277,7 +278,7 @@ function loadEdgeBounds(
     headersTimeoutMs,
     requestTimeoutMs,
     keepAliveTimeoutMs: duration('KEEP_ALIVE_TIMEOUT', '10ms to 10m', 10, 600_000, 5000),
-    lingerTimeoutMs: duration('LINGER_TIMEOUT', '10ms to 1m', 10, 60_000, 2000),
+    lingerTimeoutMs: duration('LINGER_TIMEOUT', '10ms to 1m', 10, 60_000, 5000),
     lingerMaxBytes: integer('LINGER_MAX_KB', 0, 1_048_576) * 1024,
     maxConnections: Math.max(1, Math.min(maxConnections, ceiling)),
   }

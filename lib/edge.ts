@@ -78,13 +78,21 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
     lingeringClose(this)
   }
 
-  /** Ends the connection after what is queued, reads and discards within the bounds, then destroys it. */
+  /**
+   * Ends the connection after what is queued (FIN), reads and discards what the client still
+   * sends, up to LINGER_MAX_KB, and destroys the socket at LINGER_TIMEOUT, or once the client
+   * closes its side. Closing with unread bytes resets the connection, and a reset can discard the
+   * answer from the client's receive buffer before the client reads it: hence reading, and past
+   * the byte budget, no longer reading rather than resetting early.
+   */
   function lingeringClose(socket: Socket) {
     const connection = connectionOf(socket)
     if (socket.destroyed || connection === undefined || connection.linger !== undefined) return
     // Not unref'd: a closing server waits for it (at most LINGER_TIMEOUT), like for any connection.
     const timer = setTimeout(() => socket.destroy(), bounds.lingerTimeoutMs)
     connection.linger = { maxBytesRead: socket.bytesRead + bounds.lingerMaxBytes, timer }
+    // The linger's own timer bounds it now, not the inactivity timeout of a request being served.
+    socket.setTimeout(0)
     socket.end()
     // What still arrives: the rest of the body of the last request (through Node's parser), or
     // raw bytes once the parser is gone (after CONNECT). Either way it is counted, and dropped.
@@ -96,7 +104,11 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
   function checkLingerBudget(this: IncomingMessage | Socket) {
     const socket = 'socket' in this ? this.socket : this
     const linger = connectionOf(socket)?.linger
-    if (socket && linger && socket.bytesRead > linger.maxBytesRead) socket.destroy()
+    if (!socket || !linger || socket.bytesRead <= linger.maxBytesRead) return
+    // Enough read: stop reading (the client's sending stalls); the timer closes the socket.
+    this.removeListener('data', checkLingerBudget)
+    this.pause()
+    socket.pause()
   }
 
   function onConnection(socket: Socket) {

@@ -26,7 +26,7 @@ t.test('defaults', async (t) => {
       headersTimeoutMs: 10_000,
       requestTimeoutMs: 30_000,
       keepAliveTimeoutMs: 5000,
-      lingerTimeoutMs: 2000,
+      lingerTimeoutMs: 5000,
       lingerMaxBytes: 1024 * 1024,
       maxConnections: connectionCeiling(),
     },

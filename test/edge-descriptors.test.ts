@@ -3,41 +3,20 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { connectionCeiling, DESCRIPTOR_RESERVE, REFUSAL_BAND } from '../lib/descriptors.js'
-import { type HostileClient, hostileClient, within } from './helpers/hostile.js'
-import { type RunningCli, spawnEntry } from './helpers/process.js'
+import {
+  cliEntry,
+  type GatewayProcess as Gateway,
+  type HostileClient,
+  hostileClient,
+  startGatewayProcess,
+  within,
+} from './helpers/hostile.js'
 
 // Real processes under a real descriptor limit (`ulimit -n`), driven from outside: a flood of
 // connections past the limit, and running out of descriptors altogether. The process never exits
 // for it, and serves normally once descriptors are back.
 
-const cliEntry = fileURLToPath(new URL('./helpers/cli-entry.ts', import.meta.url))
 const hogEntry = fileURLToPath(new URL('./helpers/descriptor-hog.ts', import.meta.url))
-
-interface Gateway {
-  readonly process: RunningCli
-  readonly origin: string
-  readonly port: number
-  readonly key: string
-}
-
-/** Starts on an empty store: the demo seed prints a key with every scope, and the address. */
-async function start(t: Test, entry: string, args: string[], env: Record<string, string>, descriptorLimit?: number) {
-  const running = spawnEntry(
-    entry,
-    args,
-    { DATA_DIR: t.testdir(), PORT: '0', LOG_LEVEL: 'warn', ...env },
-    { descriptorLimit },
-  )
-  t.teardown(async () => {
-    if (running.child.exitCode === null && running.child.signalCode === null) {
-      running.child.kill('SIGKILL')
-      await running.exited
-    }
-  })
-  const [, key = ''] = await running.waitFor(/export STUDIO_KEY=(sk_live_\w+)/, 30_000)
-  const [, origin = ''] = await running.waitFor(/(http:\/\/127\.0\.0\.1:\d+)\/v1\/studios/)
-  return { process: running, origin, port: Number(new URL(origin).port), key } satisfies Gateway
-}
 
 const alive = (gateway: Gateway) => gateway.process.child.exitCode === null && gateway.process.child.signalCode === null
 const descriptorsOf = (gateway: Gateway) => readdirSync(`/proc/${gateway.process.child.pid}/fd`).length
@@ -70,7 +49,7 @@ async function servesNormally(t: Test, gateway: Gateway) {
 
 t.test('ulimit -n 1024: 1,200 connections at once leave the process alive, and it serves normally after', async (t) => {
   const limit = 1024
-  const gateway = await start(t, cliEntry, ['serve'], { RATE_LIMIT_MAX: '1000000' }, limit)
+  const gateway = await startGatewayProcess(t, cliEntry, ['serve'], { RATE_LIMIT_MAX: '1000000' }, limit)
   const cap = connectionCeiling(limit)
   t.equal(cap, limit - DESCRIPTOR_RESERVE - REFUSAL_BAND, `the cap is derived from the limit: ${cap}`)
 
@@ -110,7 +89,7 @@ t.test('ulimit -n 1024: 1,200 connections at once leave the process alive, and i
 
 t.test('out of descriptors altogether: the process sheds load, survives, and recovers by itself', async (t) => {
   // Sampled often, so that load shedding's memory sample runs while descriptors are out.
-  const gateway = await start(t, hogEntry, [], { SHED_SAMPLE_INTERVAL: '100ms' }, 512)
+  const gateway = await startGatewayProcess(t, hogEntry, [], { SHED_SAMPLE_INTERVAL: '100ms' }, 512)
   await gateway.process.waitFor(/hog ready/)
   const before = hostileClient(gateway.port)
   t.teardown(() => before.destroy())

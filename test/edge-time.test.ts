@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { startGateway } from './helpers/gateway.js'
 import { hostileClient, type RawAnswer, released, within } from './helpers/hostile.js'
@@ -90,15 +91,26 @@ t.test('an answer sent before the body is read closes the connection after a lin
   t.not(await within(client.closed, CLOSED_WITHIN_MS), 'timeout', 'closed, though the client is still sending')
 })
 
-t.test('the lingering close reads at most LINGER_MAX_KB before closing', async (t) => {
-  const gw = await startGateway(t, { env: { ...BOUNDS, LINGER_TIMEOUT: '1m' } })
+t.test('the lingering close reads at most LINGER_MAX_KB, then stops reading until LINGER_TIMEOUT', async (t) => {
+  const gw = await startGateway(t, { env: { ...BOUNDS, LINGER_TIMEOUT: '2s' } })
   const client = hostileClient(await listenLocally(gw))
   client.send('POST /v1/studios/std_x/stream/go-live HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000\r\n\r\n')
-  const chunk = Buffer.alloc(16 * 1024, 'x')
-  const flood = setInterval(() => client.send(chunk), 5)
-  t.teardown(() => clearInterval(flood))
   t.equal((await client.answer()).status, 401)
-  t.not(await within(client.closed, CLOSED_WITHIN_MS), 'timeout', 'closed long before the minute of lingering')
+  // Send as fast as the gateway takes it: bytes whose write completed have left the client.
+  let delivered = 0
+  const chunk = Buffer.alloc(256 * 1024, 'x')
+  const pump = () => {
+    while (!client.socket.destroyed && client.socket.write(chunk, () => (delivered += chunk.length))) {}
+    if (!client.socket.destroyed) client.socket.once('drain', pump)
+  }
+  pump()
+  await sleep(700)
+  const stalledAt = delivered
+  await sleep(500)
+  // Loopback would carry hundreds of megabytes in that time: the gateway has stopped reading,
+  // so only what the kernel buffers got through.
+  t.ok(delivered - stalledAt < 1024 * 1024, `the client's sending stalled (${delivered} bytes in all)`)
+  t.not(await within(client.closed, CLOSED_WITHIN_MS), 'timeout', 'and the connection is closed at LINGER_TIMEOUT')
 })
 
 t.test('an idle kept-alive connection closes after KEEP_ALIVE_TIMEOUT', async (t) => {
@@ -110,34 +122,4 @@ t.test('an idle kept-alive connection closes after KEEP_ALIVE_TIMEOUT', async (t
   t.not(answer.headers.connection, 'close', 'kept alive')
   // Node adds a second to the bound it announces (Keep-Alive: timeout=…), so clients close first.
   t.equal(await released(gw.app.server, CLOSED_WITHIN_MS), 'released', 'closed once idle')
-})
-
-t.test('60 fetch calls with a 3 MB body all read the 400 envelope (no EPIPE, no reset)', async (t) => {
-  // Load shedding off: the clients share this process's event loop, and would make it lag.
-  const gw = await startGateway(t, {
-    env: { ...BOUNDS, WRITES_ENABLED: 'true', LINGER_TIMEOUT: '2s', SHED_MAX_EVENT_LOOP_DELAY: '0' },
-  })
-  const { secret, accountId } = await gw.key()
-  const studio = await gw.studio(accountId)
-  const port = await listenLocally(gw)
-  const body = Buffer.alloc(3 * 1024 * 1024, 'a')
-  const outcomes = await Promise.all(
-    Array.from({ length: 60 }, async () => {
-      try {
-        const response = await fetch(`http://127.0.0.1:${port}/v1/studios/${studio}/stream/go-live`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
-          body,
-        })
-        const parsed = (await response.json()) as { error?: { code?: string } }
-        return `${response.status} ${parsed.error?.code}`
-      } catch (error) {
-        const cause = (error as { cause?: { code?: string } }).cause
-        return `failed: ${cause?.code ?? (error as Error).message}`
-      }
-    }),
-  )
-  const tally: Record<string, number> = {}
-  for (const outcome of outcomes) tally[outcome] = (tally[outcome] ?? 0) + 1
-  t.same(tally, { '400 invalid_request': 60 }, 'every client read the envelope')
 })

@@ -1,5 +1,8 @@
 import { connect, type Server, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import type { Test } from 'tap'
+import { type RunningCli, spawnEntry } from './process.js'
 
 /** One HTTP/1.1 answer read off a raw socket. */
 export interface RawAnswer {
@@ -133,4 +136,43 @@ export async function within<T>(promise: Promise<T>, ms: number): Promise<T | 't
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** The command line from source. */
+export const cliEntry = fileURLToPath(new URL('./cli-entry.ts', import.meta.url))
+
+/** A gateway in a process of its own: what a client across the network would face. */
+export interface GatewayProcess {
+  readonly process: RunningCli
+  readonly origin: string
+  readonly port: number
+  readonly key: string
+}
+
+/**
+ * Starts `entry` on an empty store (the demo seed prints a key with every scope, and the address),
+ * optionally under a descriptor limit; killed at the end of the test.
+ */
+export async function startGatewayProcess(
+  t: Test,
+  entry: string,
+  args: string[],
+  env: Record<string, string>,
+  descriptorLimit?: number,
+) {
+  const running = spawnEntry(
+    entry,
+    args,
+    { DATA_DIR: t.testdir(), PORT: '0', LOG_LEVEL: 'warn', ...env },
+    { descriptorLimit },
+  )
+  t.teardown(async () => {
+    if (running.child.exitCode === null && running.child.signalCode === null) {
+      running.child.kill('SIGKILL')
+      await running.exited
+    }
+  })
+  const [, key = ''] = await running.waitFor(/export STUDIO_KEY=(sk_live_\w+)/, 30_000)
+  const [, origin = ''] = await running.waitFor(/(http:\/\/127\.0\.0\.1:\d+)\/v1\/studios/)
+  return { process: running, origin, port: Number(new URL(origin).port), key } satisfies GatewayProcess
 }
