@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../config.js'
-import { connectionCeiling } from '../lib/descriptors.js'
+import { connectionCeiling, REFUSAL_BAND } from '../lib/descriptors.js'
 import type { HostileKind, HostileReport, HostileStart } from './hostile-worker.js'
 import type { LoadResult } from './load-worker.js'
 import { freePort, killAll, type Server, startLoadGenerator, startServer, track } from './processes.js'
@@ -253,10 +253,10 @@ export async function hostileSoak(durationMs: number): Promise<void> {
   }
   lines.push(
     '',
-    `open descriptors of the gateway: at most ${peakDescriptors} (${baselineDescriptors} without hostile sockets); cap ${cap}, limit ${DESCRIPTOR_LIMIT}`,
+    `open descriptors of the gateway: at most ${peakDescriptors} (${baselineDescriptors} without hostile sockets); MAX_CONNECTIONS ${cap}, limit ${DESCRIPTOR_LIMIT}`,
     `gateway alive throughout: ${gatewayAlive}`,
     '',
-    `ulimit -n ${FLOOD_LIMIT}: ${FLOOD_CONNECTIONS} connections at once → ${JSON.stringify(floodResult.tally)}; descriptors ${floodResult.peakDescriptors} (cap ${connectionCeiling(FLOOD_LIMIT)})`,
+    `ulimit -n ${FLOOD_LIMIT}: ${FLOOD_CONNECTIONS} connections at once → ${JSON.stringify(floodResult.tally)}; open descriptors ${floodResult.peakDescriptors} of ${FLOOD_LIMIT} (MAX_CONNECTIONS ${connectionCeiling(FLOOD_LIMIT)} served, ${REFUSAL_BAND} answered 503, the rest refused)`,
     `alive during the flood: ${floodAliveDuring}; 50 ordinary requests after it all 200: ${servedAfter}; alive after: ${floodAlive}`,
   )
   const failed =
