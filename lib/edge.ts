@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, ServerResponse, STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -322,7 +322,7 @@ function rawErrorAnswer(error: ApiError): string {
   const requestId = newRequestId()
   const body = JSON.stringify({ error: { code: error.code, message: error.message, requestId } })
   return [
-    `HTTP/1.1 ${error.statusCode} Bad Request`,
+    `HTTP/1.1 ${error.statusCode} ${STATUS_CODES[error.statusCode]}`,
     'Content-Type: application/json; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(body)}`,
     `X-Request-Id: ${requestId}`,
