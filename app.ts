@@ -6,6 +6,7 @@ import { type DestinationStream, pino } from 'pino'
 import type { Config } from './config.js'
 import { type CursorCodec, createCursorCodec } from './lib/cursor.js'
 import { createDependencyRegistry, type DependencyRegistry } from './lib/dependencies.js'
+import { createEdge } from './lib/edge.js'
 import { BODY_LIMIT, toApiError } from './lib/errors.js'
 import { createIdempotency } from './lib/idempotency.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
@@ -15,7 +16,8 @@ import v1Pipeline from './pipeline/index.js'
 import { loadMonitor } from './pipeline/load-shedding.js'
 import requestId, { genReqId } from './pipeline/request-id.js'
 import bodyParser from './plugins/body-parser.js'
-import errorHandler, { createClientErrorHandler, sendError } from './plugins/error-handler.js'
+import edgeChecks from './plugins/edge.js'
+import errorHandler, { sendError } from './plugins/error-handler.js'
 import observe from './plugins/observe.js'
 import openapi from './plugins/openapi.js'
 import rateLimits from './plugins/rate-limit.js'
@@ -127,6 +129,13 @@ async function assemble(
     onTouchError: (error) => logger.warn({ err: error }, 'could not record a key use'),
   })
   const metrics = createMetrics({ keyCache: keyVerifier.stats })
+  // Connections, their time bounds and the answers below Fastify (docs/edge.md).
+  const edge = createEdge({
+    bounds: config.edge,
+    log: logger as FastifyBaseLogger,
+    registry: metrics.registry,
+    onErrorSent: metrics.errorSent,
+  })
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -137,7 +146,8 @@ async function assemble(
     // A request's logger becomes a pino child only if the request logs something (lib/request-logger.ts).
     childLoggerFactory: lazyChildLogger,
     bodyLimit: BODY_LIMIT,
-    clientErrorHandler: createClientErrorHandler(logger, metrics.errorSent),
+    serverFactory: edge.serverFactory,
+    clientErrorHandler: edge.clientErrorHandler,
     // Refused before routing (a bad URL, an id too long to route): no key was checked, so the
     // answer shows the client IP's budget.
     frameworkErrors: (error, request, reply) => {
@@ -176,7 +186,11 @@ async function assemble(
   // Infrastructure: what every answer needs, then the limiter and the load monitor.
   await app.register(observe, { destination })
   await app.register(requestId)
-  await app.register(errorHandler, { onUnknownRoute: (request, reply) => app.rateLimiter.unknownRoute(request, reply) })
+  await app.register(edgeChecks, { edge })
+  await app.register(errorHandler, {
+    onUnknownRoute: (request, reply) => app.rateLimiter.unknownRoute(request, reply),
+    onClientAbort: edge.clientAborted,
+  })
   await app.register(bodyParser)
   await app.register(rateLimits, { config })
   metrics.readRateLimitFrom(app.rateLimitStats)

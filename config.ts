@@ -3,6 +3,7 @@ import { getHeapStatistics } from 'node:v8'
 import { type SchemaOptions, type Static, Type } from '@sinclair/typebox'
 import { Ajv, type FuncKeywordDefinition, type KeywordDefinition } from 'ajv'
 import envSchema from 'env-schema'
+import { connectionCeiling, DESCRIPTOR_RESERVE, REFUSAL_BAND } from './lib/descriptors.js'
 import { parseDuration, parseDurationOrZero } from './lib/duration.js'
 
 /**
@@ -32,6 +33,13 @@ const url = (protocols: string[], options: Rule) =>
 const flag = (options: Rule & { default: string }) => Type.Unsafe<boolean>(Type.String({ ...options, 'x-flag': true }))
 
 const heapLimitMb = Math.floor((getHeapStatistics().heap_size_limit * 0.9) / MIB)
+
+// Each connection holds a descriptor: the cap must leave the reserve and the refusal band free.
+const ceiling = connectionCeiling()
+const connectionRule =
+  ceiling < 1
+    ? `below the descriptor limit, which is too low to serve connections: raise ulimit -n above ${DESCRIPTOR_RESERVE + REFUSAL_BAND}`
+    : `a whole number from 1 to ${ceiling} (the descriptor limit, ulimit -n, less ${DESCRIPTOR_RESERVE + REFUSAL_BAND})`
 
 export const EnvSchema = Type.Object({
   PORT: whole(0, 65535, { default: 3000, description: 'Port to listen on (`0`: any free port).' }),
@@ -172,6 +180,57 @@ export const EnvSchema = Type.Object({
     default: 0,
     description: "Shed load while the process's resident memory is above this many MiB (`0`: off).",
   }),
+  // The edge (docs/edge.md). A 64 KiB body takes about 26 s at 20 kbit/s, a congested mobile link;
+  // headers (16 KiB at most) far less. Node checks both bounds about every second.
+  HEADERS_TIMEOUT: duration(
+    { min: 10, max: 600_000 },
+    {
+      default: '10s',
+      'x-must': 'a duration from 10ms to 10m, such as 10s',
+      description:
+        "From a connection's first byte (or its next request's) to the end of the headers; past it: `400`, closed.",
+    },
+  ),
+  REQUEST_TIMEOUT: duration(
+    { min: 10, max: 600_000 },
+    {
+      default: '30s',
+      'x-must': 'a duration from 10ms to 10m, such as 30s, and not shorter than HEADERS_TIMEOUT',
+      description: 'From the same start to the end of the body: the whole request; past it: `400`, closed.',
+    },
+  ),
+  // Node's own default: long enough to reuse a connection between a client's calls, short enough
+  // that idle connections do not pile up. Behind a load balancer, set it above the balancer's own.
+  KEEP_ALIVE_TIMEOUT: duration(
+    { min: 10, max: 600_000 },
+    {
+      default: '5s',
+      'x-must': 'a duration from 10ms to 10m, such as 5s',
+      description: 'How long a kept-alive connection may sit idle between requests.',
+    },
+  ),
+  // Enough for a client still uploading to read the answer and close, even on a busy machine
+  // (nginx's lingering_timeout); past LINGER_MAX_KB, the gateway stops reading until then.
+  LINGER_TIMEOUT: duration(
+    { min: 10, max: 60_000 },
+    {
+      default: '5s',
+      'x-must': 'a duration from 10ms to 1m, such as 5s',
+      description:
+        'After an answer sent before its request was read (401, 413-sized bodies…): how long what the client still sends is read and discarded before the socket closes.',
+    },
+  ),
+  LINGER_MAX_KB: whole(0, 1_048_576, {
+    default: 1024,
+    description: 'How much of it at most (KiB); past it the gateway stops reading until LINGER_TIMEOUT.',
+  }),
+  MAX_CONNECTIONS: Type.Integer({
+    minimum: 1,
+    maximum: Math.max(1, ceiling),
+    default: Math.max(1, ceiling),
+    'x-must': connectionRule,
+    description: `Client connections served at once; the next ${REFUSAL_BAND} get \`503 unavailable\`, any more are refused. Default: the descriptor limit (ulimit -n) less ${DESCRIPTOR_RESERVE + REFUSAL_BAND}.`,
+  }),
 })
 
 type Env = Static<typeof EnvSchema>
@@ -281,6 +340,11 @@ function readEnv(env: Record<string, string | undefined>): Env {
 /** The configuration of a gateway, from the environment. Throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env) {
   const e = readEnv(env)
+  // Node refuses a header bound past the request's: the headers are part of the request.
+  if (e.REQUEST_TIMEOUT < e.HEADERS_TIMEOUT) {
+    throw new ConfigError(['REQUEST_TIMEOUT must not be shorter than HEADERS_TIMEOUT'])
+  }
+  if (ceiling < 1) throw new ConfigError([`MAX_CONNECTIONS must be ${connectionRule}`])
   return {
     port: e.PORT,
     host: e.HOST,
@@ -324,10 +388,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxHeapUsedBytes: e.SHED_MAX_HEAP_USED_MB * MIB,
       maxRssBytes: e.SHED_MAX_RSS_MB * MIB,
     },
+    /** The bounds of the public edge (docs/edge.md): no client holds a connection, or a descriptor, past them. */
+    edge: {
+      headersTimeoutMs: e.HEADERS_TIMEOUT,
+      requestTimeoutMs: e.REQUEST_TIMEOUT,
+      keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT,
+      lingerTimeoutMs: e.LINGER_TIMEOUT,
+      lingerMaxBytes: e.LINGER_MAX_KB * 1024,
+      maxConnections: e.MAX_CONNECTIONS,
+    },
   } as const
 }
 
 export type Config = ReturnType<typeof loadConfig>
+export type EdgeBounds = Config['edge']
 
 /** `false`, `true`, a hop count, or a list of addresses / CIDR ranges; undefined when invalid. */
 function parseTrustProxy(value: string): boolean | number | string[] | undefined {

@@ -3,9 +3,12 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import type { Config } from './config.js'
 import { DEMO_ACCOUNT, DEMO_STUDIOS, seedDemo } from './lib/demo-seed.js'
+import { descriptorExhaustion, isDescriptorExhaustion } from './lib/descriptors.js'
 
 /** How often idle keep-alive connections are closed while shutting down. */
 const IDLE_SWEEP_INTERVAL_MS = 50
+/** How often at most an uncaught descriptor shortage is logged: in one, it may repeat on every event. */
+const SHORTAGE_LOG_INTERVAL_MS = 10_000
 
 /**
  * Builds the app from the configuration, seeds the demo on a first start of the embedded store,
@@ -29,7 +32,10 @@ export async function serve(config: Config, out: NodeJS.WritableStream = process
  * Listens, then shuts down gracefully on SIGTERM / SIGINT (close-with-grace): the server stops
  * accepting connections, requests in flight finish (at most `SHUTDOWN_TIMEOUT`, else exit 1),
  * the app's onClose hooks close the stores and Redis, and the process exits 0. A second signal
- * exits at once with 1. An uncaught error shuts down the same way, then exits 1.
+ * exits at once with 1. An uncaught error shuts down the same way, then exits 1 — except running
+ * out of file descriptors (EMFILE / ENFILE): transient, it is shed where it is known to happen
+ * (lib/edge.ts, lib/descriptors.ts), and one thrown from anywhere else is logged and counted,
+ * never the end of the process.
  */
 export async function listenGracefully(app: FastifyInstance, config: Config): Promise<string> {
   let address: string
@@ -39,15 +45,18 @@ export async function listenGracefully(app: FastifyInstance, config: Config): Pr
     await app.close()
     throw error
   }
-  closeWithGrace(
+  let unexpected: Error | undefined
+  const graceful = closeWithGrace(
     {
+      // Uncaught errors: below, so that a descriptor shortage can be told apart.
+      skip: ['uncaughtException'],
       delay: config.shutdownTimeoutMs,
       logger: { error: (message: unknown) => app.log.error(message) },
       onSecondSignal: (signal) => app.log.error({ signal }, 'second signal: exiting at once'),
       onTimeout: (timeoutMs) =>
         app.log.error({ timeoutMs }, 'requests still in flight after SHUTDOWN_TIMEOUT: exiting anyway'),
     },
-    async ({ signal, err }) => {
+    async ({ signal, err = unexpected }) => {
       if (err) app.log.error({ err }, 'shutting down after an unexpected error')
       else app.log.info({ signal }, 'shutting down: no new connections, finishing in-flight requests')
       // Node closes idle keep-alive connections once, when closing starts; one that goes idle
@@ -60,8 +69,24 @@ export async function listenGracefully(app: FastifyInstance, config: Config): Pr
         clearInterval(sweep)
       }
       app.log.info('shut down cleanly')
+      // close-with-grace exits 0 after a close it did not start from an error itself.
+      if (unexpected !== undefined) process.exit(1)
     },
   )
+  let lastShortageLog = 0
+  process.on('uncaughtException', function survivingDescriptorExhaustion(error) {
+    if (isDescriptorExhaustion(error)) {
+      descriptorExhaustion.uncaught++
+      if (Date.now() - lastShortageLog >= SHORTAGE_LOG_INTERVAL_MS) {
+        lastShortageLog = Date.now()
+        app.log.warn({ err: error }, 'out of file descriptors (uncaught): shedding load, not exiting')
+      }
+      return
+    }
+    process.removeListener('uncaughtException', survivingDescriptorExhaustion)
+    unexpected = error
+    graceful.close()
+  })
   return address
 }
 

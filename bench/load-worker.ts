@@ -13,6 +13,8 @@ export interface LoadJob {
   readonly headers: Record<string, string>
   readonly connections: number
   readonly durationS: number
+  /** Requests per second in all, spread over the connections; as fast as answered when omitted. */
+  readonly overallRate?: number
 }
 
 export interface LoadResult {
@@ -38,6 +40,7 @@ async function runJob(job: LoadJob): Promise<LoadResult> {
     pipelining: 1,
     timeout: 10,
     headers: job.headers,
+    ...(job.overallRate === undefined ? {} : { overallRate: job.overallRate }),
   })
   instance.on('response', (_client, _status, _bytes, responseTimeMs) => histogram.record(responseTimeMs))
   const result = await instance

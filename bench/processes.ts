@@ -78,6 +78,8 @@ export interface ServerSpec {
   readonly args: readonly string[]
   readonly env: Record<string, string>
   readonly port: number
+  /** Run under this limit of open files (`ulimit -n`, soft and hard: Node raises its soft limit to the hard one). */
+  readonly descriptorLimit?: number
 }
 
 /**
@@ -85,8 +87,13 @@ export interface ServerSpec {
  * environment leaks in, so a DATABASE_URL in the shell cannot change what is measured.
  */
 export async function startServer(spec: ServerSpec): Promise<Server> {
+  const node = [process.execPath, ...spec.args]
+  const [command, ...args] =
+    spec.descriptorLimit === undefined
+      ? node
+      : ['bash', '-c', `ulimit -n ${spec.descriptorLimit} && exec "$@"`, 'bash', ...node]
   const child = track(
-    spawn(process.execPath, [...spec.args], {
+    spawn(command as string, args, {
       cwd: repoRoot,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...spec.env, PORT: String(spec.port) },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -11,6 +11,7 @@ import { errorCodes } from '../lib/errors.js'
 import { mintKey } from '../lib/mint-key.js'
 import { openPostgresStore } from '../stores/postgres.js'
 import { freePort, installCleanup, killAll, type Server, startServer, track } from './processes.js'
+import { hostileSoak } from './soak-hostile.js'
 
 /**
  * `npm run soak`: sustained load on two gateway processes (studios on PostgreSQL; studios from the
@@ -19,13 +20,16 @@ import { freePort, installCleanup, killAll, type Server, startServer, track } fr
  * on a loopback port in a temporary directory, never a shared one. Prints the answers per status
  * and code, checks that each was the envelope or a declared success, that every acknowledged
  * write happened exactly once, and how long service took to come back after each dependency did.
- * Exits 1 when a check fails. See README, "Soak test".
+ * Exits 1 when a check fails. See README, "Soak test". With --hostile: the public edge under
+ * hostile clients instead (bench/soak-hostile.ts).
  */
 
 const { values: options } = parseArgs({
   options: {
     duration: { type: 'string', default: process.env.SOAK_SECONDS ?? '60' },
     concurrency: { type: 'string', default: '12' },
+    // The public edge under hostile clients instead (bench/soak-hostile.ts, docs/edge.md).
+    hostile: { type: 'boolean', default: false },
   },
 })
 const DURATION_MS = Number(options.duration) * 1000
@@ -470,4 +474,5 @@ async function main() {
   process.exitCode = failed ? 1 : 0
 }
 
-await main()
+if (options.hostile) await hostileSoak(DURATION_MS)
+else await main()

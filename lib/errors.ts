@@ -1,5 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import { BadPosition, StoreUnavailable, UpstreamBrokeContract, UpstreamUnavailable } from '../stores/errors.js'
+import { isDescriptorExhaustion } from './descriptors.js'
 import { describeValidation, type ValidationIssue } from './validation-messages.js'
 
 /**
@@ -258,6 +259,8 @@ export function toApiError(error: unknown): ApiError {
     return badGateway(`the upstream studio service answered ${error.what}; retry with backoff`, error)
   }
   if (error instanceof BadPosition) return cursorRejected()
+  // Out of file descriptors (EMFILE / ENFILE) while serving: transient, the load is shed (lib/edge.ts).
+  if (isDescriptorExhaustion(error)) return unavailable('the gateway is out of resources; retry with backoff', 1, error)
   const framework = error as FrameworkError
   if (framework.validation) return invalidRequest(describeValidation(framework.validation, framework.validationContext))
   switch (framework.code) {

@@ -1,6 +1,7 @@
 import underPressure from '@fastify/under-pressure'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
+import { guardMemoryUsage } from '../lib/descriptors.js'
 import { unavailable } from '../lib/errors.js'
 import type { Metrics, ShedReason } from '../lib/metrics.js'
 import type { Step } from './run-steps.js'
@@ -32,6 +33,8 @@ const LOG_INTERVAL_MS = 10_000
  */
 export const loadMonitor = fp<{ thresholds: Config['shedding'] }>(
   async function loadMonitor(app, { thresholds }) {
+    // The plugin samples memory from a timer, with a call that throws when descriptors run out.
+    guardMemoryUsage()
     let sampler: Pick<typeof app, 'isUnderPressure' | 'memoryUsage'> | undefined
     await app.register(async function sampling(scope) {
       await scope.register(underPressure, {

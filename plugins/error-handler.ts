@@ -1,32 +1,35 @@
-import type { Socket } from 'node:net'
-import type { FastifyBaseLogger, FastifyReply, FastifyRequest, preValidationHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { redactKeys } from '../lib/api-keys.js'
-import {
-  type ApiError,
-  ERROR_HEADERS,
-  type ErrorCode,
-  envelope,
-  invalidRequest,
-  notFound,
-  rawErrorAnswer,
-  toApiError,
-} from '../lib/errors.js'
-import { newRequestId } from '../lib/ids.js'
+import { descriptorExhaustion, isDescriptorExhaustion } from '../lib/descriptors.js'
+import { type ApiError, ERROR_HEADERS, envelope, notFound, toApiError } from '../lib/errors.js'
 
 export interface ErrorHandlerOptions {
-  /** A hook run before the 404 is answered (the rate limit of unknown routes). */
-  readonly onUnknownRoute?: preValidationHookHandler
+  /** Run before the 404 is answered (the rate limit of unknown routes); may throw another error. */
+  readonly onUnknownRoute?: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+  /** A client closed its connection before its request was complete (counted apart, not an error of ours). */
+  readonly onClientAbort?: (request: FastifyRequest) => void
 }
 
 /**
  * The one place errors become the envelope: every error thrown by a hook, a parser, a validator
  * or a handler, and every unknown route. The codes, statuses and headers come from the catalog
- * (lib/errors.ts); requests Node's HTTP parser rejects are answered by `createClientErrorHandler`.
+ * (lib/errors.ts); requests Node's HTTP parser rejects are answered below Fastify (lib/edge.ts).
  */
 export default fp<ErrorHandlerOptions>(
-  async function errorHandler(app, { onUnknownRoute }) {
+  async function errorHandler(app, { onUnknownRoute, onClientAbort }) {
     app.setErrorHandler((error, request, reply) => {
+      if (request.raw.destroyed && !request.raw.complete) {
+        // The connection closed mid-request (its body reader failed with "aborted"): nobody to
+        // answer, and not a fault of the gateway (below warn, never `internal`).
+        onClientAbort?.(request)
+        request.log.info(
+          { route: request.routeOptions.url ?? null },
+          'connection closed before the request was complete',
+        )
+        return
+      }
+      if (isDescriptorExhaustion(error)) descriptorExhaustion.request++
       const apiError = toApiError(error)
       if (apiError.code === 'internal') {
         request.log.error({ err: error }, 'unexpected error')
@@ -37,9 +40,16 @@ export default fp<ErrorHandlerOptions>(
       return sendError(request, reply, apiError)
     })
 
-    app.setNotFoundHandler({ preValidation: onUnknownRoute ? [onUnknownRoute] : [] }, (request, reply) =>
-      sendError(request, reply, notFound(`no route for ${request.method} ${describePath(request.url)}`)),
-    )
+    // An unknown route is answered from onRequest, before its body is read or parsed: 404 whatever
+    // the method (QUERY without a Content-Type), body or content type, and the IP budget spent first.
+    const unknownRoute = (request: FastifyRequest, reply: FastifyReply) =>
+      sendError(request, reply, notFound(`no route for ${request.method} ${describePath(request.url)}`))
+    app.addHook('onRequest', (request, reply, done) => {
+      if (!request.is404) return done()
+      if (onUnknownRoute === undefined) unknownRoute(request, reply)
+      else onUnknownRoute(request, reply).then(() => unknownRoute(request, reply), done)
+    })
+    app.setNotFoundHandler(unknownRoute)
   },
   { name: 'error-handler' },
 )
@@ -71,29 +81,4 @@ export function sendError(
 function describePath(url: string): string {
   const path = url.split('?', 1)[0] ?? ''
   return JSON.stringify(redactKeys(path.length > 128 ? `${path.slice(0, 128)}…` : path)).slice(1, -1)
-}
-
-/**
- * Fastify's `clientErrorHandler`: requests Node's HTTP parser rejects (bad bytes in a header,
- * headers over the size limit, a broken request line, a request that never finishes) never reach
- * a route. They still get the envelope, with a generated request id.
- */
-export function createClientErrorHandler(log: FastifyBaseLogger, onError?: (code: ErrorCode) => void) {
-  return function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket) {
-    if (error.code === 'ECONNRESET' || socket.destroyed) return
-    const requestId = newRequestId()
-    const message =
-      error.code === 'HPE_HEADER_OVERFLOW'
-        ? 'request headers are larger than the server accepts'
-        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? 'the request was not received in time'
-          : 'the HTTP request is malformed'
-    log.debug({ requestId, code: error.code }, 'client error')
-    if (!socket.writable) {
-      socket.destroy()
-      return
-    }
-    onError?.('invalid_request')
-    socket.end(rawErrorAnswer(invalidRequest(message), requestId))
-  }
 }

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { ConfigError, loadConfig } from '../config.js'
+import { connectionCeiling, DESCRIPTOR_RESERVE, REFUSAL_BAND, readDescriptorLimit } from '../lib/descriptors.js'
 
 t.test('defaults', async (t) => {
   const config = loadConfig({})
@@ -22,6 +23,14 @@ t.test('defaults', async (t) => {
     metricsToken: undefined,
     shutdownTimeoutMs: 10_000,
     shedding: { sampleIntervalMs: 5000, maxEventLoopDelayMs: 500, maxRssBytes: 0 },
+    edge: {
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 30_000,
+      keepAliveTimeoutMs: 5000,
+      lingerTimeoutMs: 5000,
+      lingerMaxBytes: 1024 * 1024,
+      maxConnections: connectionCeiling(),
+    },
   })
 })
 
@@ -116,6 +125,12 @@ t.test('a bad value stops the start with a message naming the variable', async (
     SHED_MAX_RSS_MB: '1.5GB',
     UPSTREAM_TIMEOUT: '5m',
     STORE_TIMEOUT: '10ms',
+    HEADERS_TIMEOUT: '0',
+    REQUEST_TIMEOUT: 'forever',
+    KEEP_ALIVE_TIMEOUT: '5',
+    LINGER_TIMEOUT: '2m',
+    LINGER_MAX_KB: '1.5',
+    MAX_CONNECTIONS: '999999999',
   }
   for (const [name, value] of Object.entries(bad)) {
     t.throws(() => loadConfig({ [name]: value }), ConfigError, `${name}=${value}`)
@@ -153,4 +168,65 @@ t.test('a bad METRICS_TOKEN is never echoed in the message', async (t) => {
     t.match((error as Error).message, /METRICS_TOKEN/)
     t.notMatch((error as Error).message, /secret token/)
   }
+})
+
+t.test('the edge bounds: read, converted, and each one required', async (t) => {
+  const config = loadConfig({
+    HEADERS_TIMEOUT: '5s',
+    REQUEST_TIMEOUT: '20s',
+    KEEP_ALIVE_TIMEOUT: '10s',
+    LINGER_TIMEOUT: '500ms',
+    LINGER_MAX_KB: '256',
+    MAX_CONNECTIONS: '100',
+  })
+  t.same(config.edge, {
+    headersTimeoutMs: 5000,
+    requestTimeoutMs: 20_000,
+    keepAliveTimeoutMs: 10_000,
+    lingerTimeoutMs: 500,
+    lingerMaxBytes: 256 * 1024,
+    maxConnections: 100,
+  })
+  t.equal(loadConfig({ LINGER_MAX_KB: '0' }).edge.lingerMaxBytes, 0, 'lingering may read nothing (time bound only)')
+  for (const [name, value] of [
+    ['HEADERS_TIMEOUT', '0s'],
+    ['REQUEST_TIMEOUT', '11m'],
+    ['KEEP_ALIVE_TIMEOUT', '0'],
+    ['LINGER_TIMEOUT', '5ms'],
+    ['MAX_CONNECTIONS', '0'],
+    ['MAX_CONNECTIONS', 'auto'],
+  ] as const) {
+    t.throws(() => loadConfig({ [name]: value }), new RegExp(`\\b${name}\\b`), `${name}=${value}`)
+  }
+  t.throws(
+    () => loadConfig({ HEADERS_TIMEOUT: '20s', REQUEST_TIMEOUT: '10s' }),
+    /REQUEST_TIMEOUT must not be shorter than HEADERS_TIMEOUT/,
+  )
+})
+
+t.test('MAX_CONNECTIONS defaults to the descriptor limit less a reserve, and may not exceed it', async (t) => {
+  const limit = readDescriptorLimit()
+  if (limit !== undefined) {
+    t.equal(loadConfig({}).edge.maxConnections, limit - DESCRIPTOR_RESERVE - REFUSAL_BAND)
+  }
+  const ceiling = connectionCeiling()
+  t.equal(loadConfig({ MAX_CONNECTIONS: String(ceiling) }).edge.maxConnections, ceiling, 'the ceiling itself')
+  try {
+    loadConfig({ MAX_CONNECTIONS: String(ceiling + 1) })
+    t.fail('should throw')
+  } catch (error) {
+    t.match((error as Error).message, /MAX_CONNECTIONS must be a whole number from 1 to \d+ \(the descriptor limit/)
+  }
+})
+
+t.test('the descriptor limit is the soft "Max open files" of /proc/self/limits', async (t) => {
+  const limits = [
+    'Limit                     Soft Limit           Hard Limit           Units',
+    'Max processes             63704                63704                processes',
+    'Max open files            1024                 524288               files',
+  ].join('\n')
+  t.equal(readDescriptorLimit(limits), 1024)
+  t.equal(readDescriptorLimit(limits.replace('1024  ', 'unlimited')), Number.MAX_SAFE_INTEGER)
+  t.equal(readDescriptorLimit('nothing useful'), undefined)
+  t.equal(connectionCeiling(1024), 1024 - DESCRIPTOR_RESERVE - REFUSAL_BAND)
 })

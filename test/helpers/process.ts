@@ -18,9 +18,21 @@ export function spawnCli(args: string[], env: Record<string, string>): RunningCl
   return spawnEntry(cliEntry, args, env)
 }
 
-/** Spawns a TypeScript entry file (through tsx) as a real child process. */
-export function spawnEntry(entry: string, args: string[], env: Record<string, string>): RunningCli {
-  const child = spawn(process.execPath, ['--enable-source-maps', '--import', 'tsx', entry, ...args], {
+/**
+ * Spawns a TypeScript entry file (through tsx) as a real child process; with `descriptorLimit`,
+ * under that limit of open files (`ulimit -n`, set by a shell that then becomes the process: soft
+ * and hard, since Node raises its soft limit to the hard one at start).
+ */
+export function spawnEntry(
+  entry: string,
+  args: string[],
+  env: Record<string, string>,
+  { descriptorLimit }: { descriptorLimit?: number } = {},
+): RunningCli {
+  const node = [process.execPath, '--enable-source-maps', '--import', 'tsx', entry, ...args]
+  const [command, ...commandArgs] =
+    descriptorLimit === undefined ? node : ['bash', '-c', `ulimit -n ${descriptorLimit} && exec "$@"`, 'bash', ...node]
+  const child = spawn(command as string, commandArgs, {
     cwd: repoRoot,
     env: {
       PATH: process.env.PATH ?? '',
