@@ -10,7 +10,7 @@ import { cursorRejected } from './errors.js'
  * issued for another list or account fails verification.
  */
 export interface ListIdentity {
-  readonly list: 'studios' | 'sessions'
+  readonly list: 'studios' | 'sessions' | 'keys'
   readonly accountId: string
   readonly parentId?: string
 }
