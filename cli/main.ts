@@ -3,7 +3,6 @@ import { ConfigError, loadConfig } from '../config.js'
 import { isScope, type Scope, scopes } from '../lib/api-keys.js'
 import { formatDuration, parseDuration } from '../lib/duration.js'
 import { mintKey } from '../lib/mint-key.js'
-import { serve } from '../server.js'
 import { openStore, type StoreOptions } from '../stores/index.js'
 import type { KeyRateLimit, KeyRecord, SqlStore, StudioRecord } from '../stores/types.js'
 
@@ -71,6 +70,8 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   }
   if (command === 'serve') {
     expectNoArguments(argv.slice(1))
+    // Loaded only to serve: the other commands answer without loading the HTTP stack.
+    const { serve } = await import('../server.js')
     await serve(loadConfig(io.env))
     return 0
   }
