@@ -4,8 +4,7 @@ import { isMode, isScope, type Mode, modes, type Scope, scopes } from '../lib/ap
 import { formatDuration, parseDuration } from '../lib/duration.js'
 import { mintKey } from '../lib/mint-key.js'
 import { provisionSandbox } from '../lib/sandbox.js'
-import { serve } from '../server.js'
-import { openStore } from '../stores/index.js'
+import { openStore, type StoreOptions } from '../stores/index.js'
 import type { KeyRateLimit, KeyRecord, SqlStore, StudioRecord } from '../stores/types.js'
 
 export const usage = `Usage: studio-gateway <command> [options]
@@ -75,14 +74,20 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   }
   if (command === 'serve') {
     expectNoArguments(argv.slice(1))
+    // Loaded only to serve: the other commands answer without loading the HTTP stack.
+    const { serve } = await import('../server.js')
     await serve(loadConfig(io.env))
     return 0
   }
   if (command === 'migrate') {
     expectNoArguments(argv.slice(1))
-    await withStore(io, async () => {
-      io.out.write('database is at the latest migration\n')
+    let applied: readonly string[] = []
+    await withStore(io, async () => {}, {
+      onMigrated: (names) => {
+        applied = names
+      },
     })
+    io.out.write(migrationReport(applied))
     return 0
   }
   if (command === 'keys' && sub === 'create') return keysCreate(rest, io)
@@ -131,8 +136,15 @@ function accountOption(value: unknown): string {
   return value
 }
 
-async function withStore<T>(io: CliIo, work: (store: SqlStore) => Promise<T>): Promise<T> {
-  const store = await openStore(loadConfig(io.env))
+/** What `migrate` applied: each migration by name, or that there was nothing to apply. */
+function migrationReport(applied: readonly string[]): string {
+  if (applied.length === 0) return 'no pending migration: database is at the latest migration\n'
+  const lines = applied.map((name) => `applied migration ${name}\n`)
+  return `${lines.join('')}database is at the latest migration (${applied.length} applied)\n`
+}
+
+async function withStore<T>(io: CliIo, work: (store: SqlStore) => Promise<T>, options?: StoreOptions): Promise<T> {
+  const store = await openStore(loadConfig(io.env), options)
   try {
     return await work(store)
   } finally {

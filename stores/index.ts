@@ -8,6 +8,8 @@ import type { SqlStore, StudioService } from './types.js'
 export interface StoreOptions {
   /** A pooled database connection failed while idle: reported here, never thrown. */
   readonly onConnectionError?: (error: Error) => void
+  /** The migrations opening the store applied, oldest first (none when it was at the latest). */
+  readonly onMigrated?: (applied: readonly string[]) => void
 }
 
 /**
@@ -20,7 +22,7 @@ export async function openStore(config: Config, options: StoreOptions = {}): Pro
     const { openPostgresStore } = await import('./postgres.js')
     return openPostgresStore(config.databaseUrl, { ...options, timeoutMs: config.storeTimeoutMs })
   }
-  return openSqliteStore(config.dataDir, { timeoutMs: config.storeTimeoutMs })
+  return openSqliteStore(config.dataDir, { timeoutMs: config.storeTimeoutMs, onMigrated: options.onMigrated })
 }
 
 /** What a running gateway serves from: the store, and where studios come from. */

@@ -22,6 +22,18 @@ async function cli(storeEnv: Record<string, string>, ...argv: string[]) {
   return { code, stdout, stderr, json: () => JSON.parse(stdout) }
 }
 
+t.test('migrate on an empty database names each migration it applied, then that none is pending', async (t) => {
+  const storeEnv = await freshStoreEnv(t)
+  const first = await cli(storeEnv, 'migrate')
+  t.equal(first.code, 0, first.stderr)
+  t.match(first.stdout, /^applied migration 0001_initial\n/, 'the first migration, by name')
+  t.match(first.stdout, /applied migration 0003_key_rate_limit_policies\n/, 'the latest one too')
+  t.match(first.stdout, /database is at the latest migration \(\d+ applied\)\n$/)
+  const again = await cli(storeEnv, 'migrate')
+  t.equal(again.code, 0, again.stderr)
+  t.equal(again.stdout, 'no pending migration: database is at the latest migration\n', 'a second run applies nothing')
+})
+
 t.test('command line', async (t) => {
   const storeEnv = await freshStoreEnv(t)
 
