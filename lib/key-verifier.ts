@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import type { KeyRecord, KeyStore } from '../stores/types.js'
-import { hashKey, isWellFormedKey, type Scope } from './api-keys.js'
+import { hashKey, isWellFormedKey, type Mode, type Scope } from './api-keys.js'
 import { withDeadline } from './deadline.js'
 import { formatDuration } from './duration.js'
 import { type ApiError, keyRefusals as refusals, unavailable } from './errors.js'
@@ -11,6 +11,8 @@ export interface VerifiedKey {
   readonly id: string
   readonly prefix: string
   readonly accountId: string
+  /** `test`: the key sees only its account's sandbox, and may simulate errors. */
+  readonly mode: Mode
   readonly scopes: readonly Scope[]
   readonly expiresAt: string | null
   /** The key's own rate-limit policies, named for the RateLimit fields; null for the gateway's default. */
@@ -67,6 +69,7 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
         id: record.id,
         prefix: record.prefix,
         accountId: record.accountId,
+        mode: record.mode,
         scopes: record.scopes,
         expiresAt: record.expiresAt,
         ratePolicies: record.rateLimits?.map(keyPolicy) ?? null,

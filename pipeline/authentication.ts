@@ -79,7 +79,8 @@ export function callerOf(request: FastifyRequest): VerifiedKey {
   return request.apiKey
 }
 
-/** What a studio call needs to know of the request: the caller's account and the request id. */
+/** What a studio call needs to know of the request: the caller's account and mode, and the request id. */
 export function callContextOf(request: FastifyRequest): CallContext {
-  return { accountId: callerOf(request).accountId, requestId: request.id }
+  const { accountId, mode } = callerOf(request)
+  return { accountId, mode, requestId: request.id }
 }

@@ -162,7 +162,8 @@ export default fp<{ config: Config }>(
       perKey(request, reply) {
         const key = callerOf(request)
         const policies = key.ratePolicies ?? defaultPolicies
-        const decision = counters.decide(`key:${key.id}`, policies)
+        // A test key's counters are apart from live ones by name too (docs/test-mode.md).
+        const decision = counters.decide(key.mode === 'test' ? `test-key:${key.id}` : `key:${key.id}`, policies)
         if (decision instanceof Promise) {
           return decision.then((d) => {
             const refusal = enforce(d.applied, d.allowed, policyFieldOf(policies), reply, 'key')
