@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Config } from '../config.js'
+import { serveSandboxFromStore } from './sandbox-routing.js'
 import { openSqliteStore } from './sqlite.js'
 import { cacheFoundStudios } from './studio-cache.js'
 import type { SqlStore, StudioService } from './types.js'
@@ -28,7 +29,10 @@ export async function openStore(config: Config, options: StoreOptions = {}): Pro
 export interface Backends {
   /** Keys, the cursor secret, and (without an upstream) studios. */
   readonly store: SqlStore
-  /** The store's studios, or the upstream studio service when UPSTREAM_URL is set. */
+  /**
+   * The store's studios, or the upstream studio service when UPSTREAM_URL is set (then the
+   * sandbox of test keys is still the store's: stores/sandbox-routing.ts).
+   */
   readonly studios: StudioService
   /** The secret that signs pagination cursors: kept in the store, so every instance on it agrees. */
   readonly cursorSecret: Buffer
@@ -46,9 +50,10 @@ export async function openBackends(config: Config, options: StoreOptions = {}): 
           url: config.upstreamUrl,
           timeoutMs: config.upstreamTimeoutMs,
         })
+  const stored = cacheFoundStudios(store.studios)
   return {
     store,
-    studios: upstream ?? cacheFoundStudios(store.studios),
+    studios: upstream === undefined ? stored : serveSandboxFromStore(upstream, stored),
     cursorSecret: await cursorSecretOf(store),
     checks: {
       [store.dialect]: () => store.ready(),
