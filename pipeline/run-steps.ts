@@ -3,11 +3,13 @@ import { ApiError } from '../lib/errors.js'
 import { sendError } from '../plugins/error-handler.js'
 
 /**
- * One check of the order of checks. It lets the request through by returning (at once, or with
- * a promise when it has to wait for a store), refuses it by throwing an error of the catalog, or
- * answers it itself (an idempotent replay) with `reply.send`.
+ * One check of the order of checks. It lets the request through by returning nothing (at once, or
+ * a promise when it has to wait for a store), refuses it by returning an error of the catalog (or
+ * throwing one, or rejecting with one), or answers it itself (an idempotent replay) with
+ * `reply.send`. Returning the refusal is the cheap way: a throw costs a stack walk, and refusals
+ * (a bad key, a spent budget) are the requests a hostile client sends by the thousand.
  */
-export type Step = (request: FastifyRequest, reply: FastifyReply) => void | Promise<void>
+export type Step = (request: FastifyRequest, reply: FastifyReply) => void | ApiError | Promise<void>
 
 type Done = (error?: Error) => void
 
@@ -64,7 +66,7 @@ export function runSteps(steps: readonly Step[], options: RunOptions = {}): onRe
 
   function run(request: FastifyRequest, reply: FastifyReply, done: Done, from: number): void {
     for (let index = from; index < steps.length; index++) {
-      let pending: void | Promise<void>
+      let pending: void | ApiError | Promise<void>
       try {
         pending = (steps[index] as Step)(request, reply)
       } catch (error) {
@@ -73,6 +75,10 @@ export function runSteps(steps: readonly Step[], options: RunOptions = {}): onRe
       }
       if (reply.sent) return
       if (pending !== undefined) {
+        if (pending instanceof ApiError) {
+          refuse(request, reply, done, pending)
+          return
+        }
         pending.then(
           () => {
             if (!reply.sent) run(request, reply, done, index + 1)

@@ -1011,10 +1011,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /**
-                 * @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.
-                 * @example 3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b
-                 */
+                /** @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`. */
                 "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
@@ -1036,7 +1033,10 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": {
-                    /** @description Title of the broadcast; any text but the NUL character. */
+                    /**
+                     * @description Title of the broadcast; any text but the NUL character.
+                     * @example Friday Q&A: the new studio tour
+                     */
                     title?: string;
                 } | null;
             };
@@ -1270,10 +1270,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /**
-                 * @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.
-                 * @example 3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b
-                 */
+                /** @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`. */
                 "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
