@@ -22,7 +22,7 @@ const EXPECTED = new Set(['invalid_request', 'invalid_key', 'insufficient_scope'
 /** Errors a step marked as expected whatever their code (a test key's simulated errors). */
 const markedExpected = new WeakSet<ApiError>()
 
-/** Marks an error a step throws as expected, whatever its code: answered at once, with no log line. */
+/** Marks an error a step refuses with as expected, whatever its code: answered at once, with no log line. */
 export function asExpected(error: ApiError): ApiError {
   markedExpected.add(error)
   return error

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
 import type { Scope } from '../lib/api-keys.js'
 import {
-  type ApiError,
+  ApiError,
   badGateway,
   type ErrorCode,
   errorCodes,
@@ -38,7 +38,7 @@ interface SimulatedRoute {
 
 /**
  * Each code as the gateway raises it for real, by the factories of the catalog: the same status,
- * message and headers. The step throws it, and it is answered as every refusal of the order of
+ * message and headers. The step returns it (or rejects with it), and it is answered as every refusal of the order of
  * checks is: the envelope with the request id, X-Accepted-Scopes on a scoped route, the budget
  * in the RateLimit headers; as an expected refusal, with no error logged.
  */
@@ -98,7 +98,7 @@ export function simulateErrors(route: RouteOptions, limiter: RateLimiter): Step 
   function answer(request: FastifyRequest, reply: FastifyReply, code: ErrorCode | undefined) {
     if (code === undefined) return undefined
     const error = SIMULATED[code](request, reply, simulated)
-    if (!(error instanceof Promise)) throw asExpected(error)
+    if (!(error instanceof Promise)) return asExpected(error)
     return error.then((made) => {
       throw asExpected(made)
     })
@@ -109,13 +109,18 @@ export function simulateErrors(route: RouteOptions, limiter: RateLimiter): Step 
     const code = headers[SIMULATE_ERROR]
     const latency = headers[SIMULATE_LATENCY]
     if (code === undefined && latency === undefined) return
-    if (callerOf(request).mode !== 'test') throw refusals.liveKey
-    if (code !== undefined && !allowed.has(code as ErrorCode)) throw unknownCode
+    if (callerOf(request).mode !== 'test') return refusals.liveKey
+    if (code !== undefined && !allowed.has(code as ErrorCode)) return unknownCode
     const chosen = code as ErrorCode | undefined
     if (latency === undefined) return answer(request, reply, chosen)
     if (typeof latency !== 'string' || !LATENCY.test(latency) || Number(latency) > MAX_SIMULATED_LATENCY_MS) {
-      throw refusals.latency
+      return refusals.latency
     }
-    return delay(Number(latency)).then(() => answer(request, reply, chosen))
+    return delay(Number(latency)).then(() => {
+      // Once waiting, a refusal can only be a rejection.
+      const refusal = answer(request, reply, chosen)
+      if (refusal instanceof ApiError) throw refusal
+      return refusal
+    })
   }
 }
