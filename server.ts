@@ -2,7 +2,7 @@ import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import type { Config } from './config.js'
-import { DEMO_ACCOUNT, DEMO_STUDIOS, seedDemo } from './lib/demo-seed.js'
+import { DEMO_ACCOUNT, DEMO_SANDBOX_STUDIOS, DEMO_STUDIOS, type DemoSecrets, seedDemo } from './lib/demo-seed.js'
 import { descriptorExhaustion, isDescriptorExhaustion } from './lib/descriptors.js'
 
 /** How often idle keep-alive connections are closed while shutting down. */
@@ -16,15 +16,15 @@ const SHORTAGE_LOG_INTERVAL_MS = 10_000
  */
 export async function serve(config: Config, out: NodeJS.WritableStream = process.stdout): Promise<FastifyInstance> {
   const app = await buildApp(config)
-  let demoSecret: string | undefined
+  let demoSecrets: DemoSecrets | undefined
   try {
-    demoSecret = !config.production && app.store.dialect === 'sqlite' ? await seedDemo(app.store) : undefined
+    demoSecrets = !config.production && app.store.dialect === 'sqlite' ? await seedDemo(app.store) : undefined
   } catch (error) {
     await app.close()
     throw error
   }
   const address = await listenGracefully(app, config)
-  if (demoSecret !== undefined) out.write(demoBanner(address, demoSecret))
+  if (demoSecrets !== undefined) out.write(demoBanner(address, demoSecrets))
   return app
 }
 
@@ -90,14 +90,19 @@ export async function listenGracefully(app: FastifyInstance, config: Config): Pr
   return address
 }
 
-function demoBanner(address: string, secret: string): string {
+function demoBanner(address: string, secrets: DemoSecrets): string {
   return [
     '',
     `Studio Gateway seeded a demo account on this empty store: ${DEMO_ACCOUNT}, studios ${DEMO_STUDIOS.map((s) => s.id).join(' and ')}.`,
     'Demo API key with every scope (shown once; mint another with `npx studio-gateway keys create`):',
     '',
-    `  export STUDIO_KEY=${secret}`,
+    `  export STUDIO_KEY=${secrets.live}`,
     `  curl -H "Authorization: Bearer $STUDIO_KEY" ${address}/v1/studios`,
+    '',
+    `Demo test key (the sandbox: studios ${DEMO_SANDBOX_STUDIOS.map((s) => s.id).join(' and ')}, writes open, Simulate-Error; docs/test-mode.md):`,
+    '',
+    `  export STUDIO_TEST_KEY=${secrets.test}`,
+    `  curl -H "Authorization: Bearer $STUDIO_TEST_KEY" ${address}/v1/studios`,
     '',
     '',
   ].join('\n')

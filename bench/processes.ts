@@ -169,6 +169,23 @@ export function resetPeakRss(pid: number): boolean {
   }
 }
 
+/**
+ * CPU time the process has used so far (user + system), in seconds; NaN when /proc cannot tell.
+ * Per request, it is a figure that holds on a busy machine, where throughput does not.
+ */
+export function cpuSeconds(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND
+  } catch {
+    return Number.NaN
+  }
+}
+/** USER_HZ: /proc counts CPU time in these ticks on every Linux architecture. */
+const CLOCK_TICKS_PER_SECOND = 100
+
 /** The process's peak RSS (VmHWM) in MB; NaN when /proc cannot tell. */
 export const peakRssMb = (pid: number) => statusFieldMb(pid, 'VmHWM')
 

@@ -8,6 +8,8 @@ export interface SideFigures {
   readonly p99Ms: number
   readonly maxMs: number
   readonly rssPeakMb: number
+  /** CPU time of the server process (user + system) per request, µs: comparable across a busy machine. */
+  readonly cpuUsPerRequest?: number
   /** Responses of another status than expected, connection errors and timeouts. */
   readonly unexpected: number
 }
@@ -32,7 +34,7 @@ export interface ScenarioResult {
   readonly notes: readonly string[]
 }
 
-type SideMedians = { rps: number; p50: number; p99: number; max: number; rss: number }
+type SideMedians = { rps: number; p50: number; p99: number; max: number; rss: number; cpu: number }
 
 export interface ScenarioMedians {
   readonly gateway: SideMedians
@@ -70,6 +72,7 @@ export function mediansOf(result: ScenarioResult): ScenarioMedians {
     p99: median(result.rounds.map((r) => pick(r).p99Ms)),
     max: median(result.rounds.map((r) => pick(r).maxMs)),
     rss: peak(result.rounds.map((r) => pick(r).rssPeakMb)),
+    cpu: median(result.rounds.map((r) => pick(r).cpuUsPerRequest ?? Number.NaN)),
   })
   return {
     gateway: side((r) => r.gateway),
@@ -145,7 +148,7 @@ export function roundsTable(result: ScenarioResult): string {
 export function summaryTable(results: readonly ScenarioResult[]): string {
   const rows = results.map((result) => {
     if (result.skipped !== undefined) {
-      return [result.name, `skipped: ${result.skipped}`, '', '', '', '', '', '', '', '', '']
+      return [result.name, `skipped: ${result.skipped}`, '', '', '', '', '', '', '', '', '', '']
     }
     const m = mediansOf(result)
     return [
@@ -159,6 +162,7 @@ export function summaryTable(results: readonly ScenarioResult[]): string {
       `${fmt(m.gateway.p50, 2)} / ${fmt(m.gateway.p99, 2)} / ${fmt(m.gateway.max, 1)}`,
       `${fmt(m.bare.p50, 2)} / ${fmt(m.bare.p99, 2)} / ${fmt(m.bare.max, 1)}`,
       `${fmt(m.gateway.rss, 1)} / ${fmt(m.bare.rss, 1)}`,
+      `${fmt(m.gateway.cpu, 1)} / ${fmt(m.bare.cpu, 1)} / ${fmt(m.floor.cpu, 1)}`,
       m.unexpected === 0 ? '0' : `**${fmt(m.unexpected)}**`,
     ]
   })
@@ -174,6 +178,7 @@ export function summaryTable(results: readonly ScenarioResult[]): string {
       'gateway p50 / p99 / max ms',
       'bare p50 / p99 / max ms',
       'RSS peak MB gateway / bare',
+      'CPU µs/request gateway / bare / floor',
       'unexpected responses',
     ],
     rows,

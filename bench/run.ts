@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util'
 import { Redis } from 'ioredis'
 import type { LoadResult } from './load-worker.js'
 import {
+  cpuSeconds,
   freePort,
   installCleanup,
   killAll,
@@ -224,8 +225,11 @@ class ScenarioRunner {
 
   private async measure(server: Server, scenario: Scenario): Promise<SideFigures> {
     resetPeakRss(server.pid)
+    const cpuBefore = cpuSeconds(server.pid)
     const result = await this.loadJob(server, scenario, this.settings.durationS)
+    const cpuUsPerRequest = ((cpuSeconds(server.pid) - cpuBefore) * 1e6) / result.requests
     return {
+      cpuUsPerRequest,
       requestsPerSec: result.requestsPerSec,
       requests: result.requests,
       p50Ms: result.latency.p50Ms,

@@ -1,10 +1,10 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from '../config.js'
-import { isScope, type Scope, scopes } from '../lib/api-keys.js'
+import { isMode, isScope, type Mode, modes, type Scope, scopes } from '../lib/api-keys.js'
 import { formatDuration, parseDuration } from '../lib/duration.js'
 import { mintKey } from '../lib/mint-key.js'
-import { serve } from '../server.js'
-import { openStore } from '../stores/index.js'
+import { provisionSandbox } from '../lib/sandbox.js'
+import { openStore, type StoreOptions } from '../stores/index.js'
 import type { KeyRateLimit, KeyRecord, SqlStore, StudioRecord } from '../stores/types.js'
 
 export const usage = `Usage: studio-gateway <command> [options]
@@ -13,17 +13,20 @@ Commands:
   serve                                   Start the gateway (what \`npm start\` runs).
   migrate                                 Apply pending database migrations, then exit.
   keys create --account ACCT --scope S [--scope S …] [--expires-in DURATION]
-              [--rate-limit N/WINDOW …] [--json]
-                                          Mint a key; prints its secret once.
+              [--rate-limit N/WINDOW …] [--mode live|test] [--json]
+                                          Mint a key; prints its secret once. --mode test mints
+                                          a test key (sk_test_…) that sees only the account's
+                                          sandbox, which gets two studios if it has none.
   keys list --account ACCT [--json]       List an account's keys (never their secrets).
   keys update KEY_ID (--rate-limit N/WINDOW … | --default-rate-limit) [--json]
                                           Change a key's rate-limit policies; every instance
                                           applies them within KEY_CACHE_TTL.
   keys revoke KEY_ID [--json]             Revoke a key; it stops working within KEY_CACHE_TTL.
-  studios create --account ACCT --name NAME [--json]
-  studios list --account ACCT [--json]
+  studios create --account ACCT --name NAME [--mode live|test] [--json]
+                                          --mode test: a sandbox studio, seen by test keys only.
+  studios list --account ACCT [--mode live|test] [--json]
 
-Scopes: ${scopes.join(', ')}.
+Scopes: ${scopes.join(', ')}. Modes: ${modes.join(', ')} (default live).
 DURATION: 90s, 15m, 12h, 30d. N/WINDOW: 1000/1m (at most N requests in any WINDOW); several
 --rate-limit options give a key several policies (20/1s and 600/1m): the strictest decides.
 The store is the one the server uses: DATA_DIR (SQLite) or DATABASE_URL (PostgreSQL).
@@ -71,14 +74,20 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   }
   if (command === 'serve') {
     expectNoArguments(argv.slice(1))
+    // Loaded only to serve: the other commands answer without loading the HTTP stack.
+    const { serve } = await import('../server.js')
     await serve(loadConfig(io.env))
     return 0
   }
   if (command === 'migrate') {
     expectNoArguments(argv.slice(1))
-    await withStore(io, async () => {
-      io.out.write('database is at the latest migration\n')
+    let applied: readonly string[] = []
+    await withStore(io, async () => {}, {
+      onMigrated: (names) => {
+        applied = names
+      },
     })
+    io.out.write(migrationReport(applied))
     return 0
   }
   if (command === 'keys' && sub === 'create') return keysCreate(rest, io)
@@ -111,20 +120,43 @@ function parse<const O extends OptionsConfig>(args: string[], options: O, positi
   return parsed
 }
 
+/** --mode: live (the default) or test (the sandbox). */
+function modeOption(value: string | undefined): Mode {
+  if (value === undefined) return 'live'
+  if (!isMode(value)) throw new UsageError(`--mode must be one of: ${modes.join(', ')}`)
+  return value
+}
+
+/** `undefined` when --mode is not given (both modes). */
+const modeFilter = (value: string | undefined) => (value === undefined ? undefined : modeOption(value))
+
 function accountOption(value: unknown): string {
   if (typeof value !== 'string') throw new UsageError('--account is required')
   if (!ACCOUNT_ID.test(value)) throw new UsageError('--account must be 1–64 letters, digits, _ or -')
   return value
 }
 
-async function withStore<T>(io: CliIo, work: (store: SqlStore) => Promise<T>): Promise<T> {
-  const store = await openStore(loadConfig(io.env))
+/** What `migrate` applied: each migration by name, or that there was nothing to apply. */
+function migrationReport(applied: readonly string[]): string {
+  if (applied.length === 0) return 'no pending migration: database is at the latest migration\n'
+  const lines = applied.map((name) => `applied migration ${name}\n`)
+  return `${lines.join('')}database is at the latest migration (${applied.length} applied)\n`
+}
+
+async function withStore<T>(io: CliIo, work: (store: SqlStore) => Promise<T>, options?: StoreOptions): Promise<T> {
+  const store = await openStore(loadConfig(io.env), options)
   try {
     return await work(store)
   } finally {
     await store.close()
   }
 }
+
+/**
+ * `mode` in the JSON of a key or studio of the sandbox only: the documented shapes of live ones
+ * stay as they were.
+ */
+const testMode = (mode: Mode) => (mode === 'test' ? { mode } : {})
 
 const writeJson = (io: CliIo, value: unknown) => io.out.write(`${JSON.stringify(value, null, 2)}\n`)
 
@@ -154,9 +186,11 @@ async function keysCreate(args: string[], io: CliIo): Promise<number> {
     scope: { type: 'string', multiple: true },
     'expires-in': { type: 'string' },
     'rate-limit': { type: 'string', multiple: true },
+    mode: { type: 'string' },
     json: { type: 'boolean' },
   })
   const accountId = accountOption(values.account)
+  const mode = modeOption(values.mode)
   const requested = values.scope ?? []
   if (requested.length === 0) throw new UsageError(`at least one --scope is required (${scopes.join(', ')})`)
   const unknown = requested.find((s) => !isScope(s))
@@ -169,8 +203,13 @@ async function keysCreate(args: string[], io: CliIo): Promise<number> {
   }
   const rateLimits = parseRateLimits(values['rate-limit'])
 
-  const { record, secret } = mintKey({ accountId, scopes: requested as Scope[], expiresAt, rateLimits })
-  await withStore(io, (store) => store.keys.insert(record))
+  const { record, secret } = mintKey({ accountId, mode, scopes: requested as Scope[], expiresAt, rateLimits })
+  const sandbox = await withStore(io, async (store) => {
+    // The sandbox first: a test key never exists without one.
+    const created = mode === 'test' ? await provisionSandbox(store.studios, accountId) : []
+    await store.keys.insert(record)
+    return created
+  })
   if (values.json) {
     writeJson(io, {
       id: record.id,
@@ -179,11 +218,13 @@ async function keysCreate(args: string[], io: CliIo): Promise<number> {
       accountId: record.accountId,
       scopes: record.scopes,
       expiresAt: record.expiresAt,
+      ...testMode(record.mode),
       ...(record.rateLimits ? { rateLimits: describeRateLimits(record.rateLimits) } : {}),
     })
   } else {
     io.out.write(
-      `Created ${record.id} for ${accountId} (${record.scopes.join(', ')})${expiresAt ? `, expires ${expiresAt}` : ''}.\n` +
+      `Created ${mode === 'test' ? 'test key ' : ''}${record.id} for ${accountId} (${record.scopes.join(', ')})${expiresAt ? `, expires ${expiresAt}` : ''}.\n` +
+        sandbox.map((studio) => `Created sandbox studio ${studio.id} (${studio.name}).\n`).join('') +
         'Secret (shown once, store it now):\n\n' +
         `  ${secret}\n`,
     )
@@ -207,6 +248,7 @@ function keyListing(key: KeyRecord) {
     id: key.id,
     prefix: key.prefix,
     accountId: key.accountId,
+    mode: key.mode,
     scopes: key.scopes,
     status: keyStatus(key),
     createdAt: key.createdAt,
@@ -228,7 +270,7 @@ async function keysList(args: string[], io: CliIo): Promise<number> {
   } else {
     for (const key of keys) {
       const listing = keyListing(key)
-      io.out.write(`${key.id}  ${key.prefix}…  ${listing.status.padEnd(7)}  ${key.scopes.join(',')}\n`)
+      io.out.write(`${key.id}  ${key.prefix}…  ${listing.status.padEnd(7)}  ${key.mode}  ${key.scopes.join(',')}\n`)
     }
   }
   return 0
@@ -283,25 +325,34 @@ const studioJson = (studio: StudioRecord) => ({
   name: studio.name,
   accountId: studio.accountId,
   createdAt: studio.createdAt,
+  ...testMode(studio.mode),
 })
 
 async function studiosCreate(args: string[], io: CliIo): Promise<number> {
-  const { values } = parse(args, { account: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } })
+  const { values } = parse(args, {
+    account: { type: 'string' },
+    name: { type: 'string' },
+    mode: { type: 'string' },
+    json: { type: 'boolean' },
+  })
   const accountId = accountOption(values.account)
+  const mode = modeOption(values.mode)
   const name = values.name?.trim()
   if (!name || name.length > 200) throw new UsageError('--name is required (1–200 characters)')
-  const studio = await withStore(io, (store) => store.studios.createStudio({ accountId, name }))
+  const studio = await withStore(io, (store) => store.studios.createStudio({ accountId, name, mode }))
   if (values.json) writeJson(io, studioJson(studio))
-  else io.out.write(`Created ${studio.id} (${studio.name}) for ${accountId}.\n`)
+  else
+    io.out.write(`Created ${mode === 'test' ? 'sandbox studio ' : ''}${studio.id} (${studio.name}) for ${accountId}.\n`)
   return 0
 }
 
 async function studiosList(args: string[], io: CliIo): Promise<number> {
-  const { values } = parse(args, { account: { type: 'string' }, json: { type: 'boolean' } })
+  const { values } = parse(args, { account: { type: 'string' }, mode: { type: 'string' }, json: { type: 'boolean' } })
   const accountId = accountOption(values.account)
-  const studios = await withStore(io, (store) => store.studios.listAccountStudios(accountId))
+  const mode = modeFilter(values.mode)
+  const studios = await withStore(io, (store) => store.studios.listAccountStudios(accountId, mode))
   if (values.json) writeJson(io, studios.map(studioJson))
   else if (studios.length === 0) io.out.write(`No studios for ${accountId}.\n`)
-  else for (const studio of studios) io.out.write(`${studio.id}  ${studio.name}  ${studio.createdAt}\n`)
+  else for (const studio of studios) io.out.write(`${studio.id}  ${studio.mode}  ${studio.name}  ${studio.createdAt}\n`)
   return 0
 }

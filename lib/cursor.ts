@@ -1,28 +1,38 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
+import type { Mode } from './api-keys.js'
 import { cursorRejected } from './errors.js'
 
 /**
  * Opaque, signed pagination cursors. The payload is the position where the page ended, as the
  * studio service issued it (a keyset for the SQL store, the upstream's own token for the HTTP
  * service: this codec does not look inside). The signature covers the payload and the list it
- * belongs to (which list, which account, which parent), so a cursor that was made up, altered, or
+ * belongs to (which list, which account and mode, which parent), so a cursor that was made up, altered, or
  * issued for another list or account fails verification.
  */
 export interface ListIdentity {
   readonly list: 'studios' | 'sessions' | 'keys'
   readonly accountId: string
+  /** A sandbox list's cursor is not a live list's (nor the reverse). */
+  readonly mode: Mode
   readonly parentId?: string
 }
 
 const TAG_BYTES = 16
+
+/**
+ * What a cursor is bound to, as signed text. A sandbox list is marked; a live one is written as it
+ * was before test mode existed, so cursors issued by an earlier release keep working.
+ */
+const listOf = (identity: ListIdentity) =>
+  `${identity.list}${identity.mode === 'test' ? '\ntest' : ''}\n${identity.accountId}\n${identity.parentId ?? ''}`
 
 const b64url = (buffer: Buffer) => buffer.toString('base64url')
 
 export function createCursorCodec(secret: Buffer) {
   const tagOf = (identity: ListIdentity, payload: string) =>
     createHmac('sha256', secret)
-      .update(`${identity.list}\n${identity.accountId}\n${identity.parentId ?? ''}\n${payload}`)
+      .update(`${listOf(identity)}\n${payload}`)
       .digest()
       .subarray(0, TAG_BYTES)
 
@@ -31,7 +41,7 @@ export function createCursorCodec(secret: Buffer) {
 
   return {
     encode(identity: ListIdentity, position: string): string {
-      const key = `${identity.list}\n${identity.accountId}\n${identity.parentId ?? ''}\n${position}`
+      const key = `${listOf(identity)}\n${position}`
       let cursor = issued.get(key)
       if (cursor === undefined) {
         const payload = b64url(Buffer.from(position, 'utf8'))

@@ -141,7 +141,9 @@ export const invalidKey = (message: string) => new ApiError('invalid_key', messa
  */
 export const keyRefusals = {
   missing: invalidKey('no API key sent: use the header Authorization: Bearer sk_live_… or X-API-Key: sk_live_…'),
-  malformed: invalidKey('the API key is malformed: expected sk_live_ and 38 letters or digits, with a valid checksum'),
+  malformed: invalidKey(
+    'the API key is malformed: expected sk_live_ (or sk_test_) and 38 letters or digits, with a valid checksum',
+  ),
   notBearer: invalidKey('the Authorization header is malformed: expected Authorization: Bearer sk_live_…'),
   unknown: invalidKey('the API key is not recognised'),
   revoked: invalidKey('the API key has been revoked'),

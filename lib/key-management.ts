@@ -23,6 +23,7 @@ export interface KeyManagementOptions {
 export function keyDetails(key: KeyRecord, now = Date.now()): ApiKeyDetails {
   return {
     id: key.id,
+    mode: key.mode,
     name: key.name,
     prefix: key.prefix,
     scopes: [...key.scopes],
@@ -61,7 +62,7 @@ export function createKeyManagement(options: KeyManagementOptions) {
   const heldRateLimits = (caller: VerifiedKey): readonly KeyRateLimit[] => caller.ratePolicies ?? defaultRateLimits
 
   async function owned(caller: VerifiedKey, keyId: string): Promise<KeyRecord> {
-    const key = await keys.find(caller.accountId, keyId)
+    const key = await keys.find(caller.accountId, caller.mode, keyId)
     if (!key) throw keyNotFound()
     return key
   }
@@ -95,6 +96,8 @@ export function createKeyManagement(options: KeyManagementOptions) {
       const expiresAt = expiryWithin(caller.expiresAt, body.expiresAt, Date.now())
       const { record, secret } = mintKey({
         accountId: caller.accountId,
+        // A test key mints test keys, a live key live ones.
+        mode: caller.mode,
         scopes: body.scopes,
         name: body.name,
         expiresAt,
@@ -110,7 +113,7 @@ export function createKeyManagement(options: KeyManagementOptions) {
     },
 
     async list(caller: VerifiedKey, page: PageRequest): Promise<Page<ApiKeyDetails>> {
-      const found = await keys.listPage(caller.accountId, page)
+      const found = await keys.listPage(caller.accountId, caller.mode, page)
       const now = Date.now()
       return { items: found.items.map((key) => keyDetails(key, now)), next: found.next }
     },

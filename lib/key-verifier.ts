@@ -1,9 +1,9 @@
 import { LRUCache } from 'lru-cache'
 import type { KeyRecord, KeyStore } from '../stores/types.js'
-import { hashKey, isWellFormedKey, type Scope } from './api-keys.js'
+import { hashKey, isWellFormedKey, type Mode, type Scope } from './api-keys.js'
 import { withDeadline } from './deadline.js'
 import { formatDuration } from './duration.js'
-import { keyRefusals as refusals, unavailable } from './errors.js'
+import { type ApiError, keyRefusals as refusals, unavailable } from './errors.js'
 import type { RatePolicy } from './rate-limit/sliding-window.js'
 
 /** What a request knows of the key that authenticated it. Never the secret. */
@@ -11,6 +11,8 @@ export interface VerifiedKey {
   readonly id: string
   readonly prefix: string
   readonly accountId: string
+  /** `test`: the key sees only its account's sandbox, and may simulate errors. */
+  readonly mode: Mode
   readonly scopes: readonly Scope[]
   readonly expiresAt: string | null
   /** The key's own rate-limit policies, named for the RateLimit fields; null for the gateway's default. */
@@ -67,6 +69,7 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
         id: record.id,
         prefix: record.prefix,
         accountId: record.accountId,
+        mode: record.mode,
         scopes: record.scopes,
         expiresAt: record.expiresAt,
         ratePolicies: record.rateLimits?.map(keyPolicy) ?? null,
@@ -78,13 +81,13 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
     }
   }
 
-  /** The key of a cache entry, unless it is unknown, revoked or expired; records the use now and then. */
-  function accept(entry: CacheEntry): VerifiedKey {
+  /** The key of a cache entry, or why it is refused (unknown, revoked, expired); records the use now and then. */
+  function accept(entry: CacheEntry): VerifiedKey | ApiError {
     const key = entry.key
-    if (!key) throw refusals.unknown
-    if (entry.revoked) throw refusals.revoked
+    if (!key) return refusals.unknown
+    if (entry.revoked) return refusals.revoked
     const now = Date.now()
-    if (now >= entry.expiresAtMs) throw refusals.expired
+    if (now >= entry.expiresAtMs) return refusals.expired
     if (now - entry.lastTouchMs >= touchIntervalMs) {
       entry.lastTouchMs = now
       keys.touch(key.id, new Date(now).toISOString()).catch((error) => options.onTouchError?.(error))
@@ -113,12 +116,12 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
 
     /**
      * The key a secret stands for: at once when the cache knows the secret, else a promise of it
-     * once the store has answered. A refusal the cache or the key's shape decides is thrown at
-     * once (`invalid_key`, 401), so rejecting a known-bad key costs no promise; the promise
-     * rejects with `invalid_key` or `unavailable` (503).
+     * once the store has answered. A refusal the cache or the key's shape decides is returned at
+     * once (`invalid_key`, 401), so rejecting a known-bad key costs neither a promise nor a throw;
+     * the promise rejects with `invalid_key` or `unavailable` (503).
      */
-    verify(secret: string | undefined): VerifiedKey | Promise<VerifiedKey> {
-      if (secret === undefined) throw refusals.missing
+    verify(secret: string | undefined): VerifiedKey | ApiError | Promise<VerifiedKey> {
+      if (secret === undefined) return refusals.missing
       // The hot path is one lookup by the presented secret: its checksum and SHA-256 are computed
       // only on a miss. Only well-formed secrets are kept, each for at most the TTL, in this
       // process's memory only (never logged, never in a message).
@@ -127,12 +130,14 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
         stats.hits++
         return accept(cached)
       }
-      if (!isWellFormedKey(secret)) throw refusals.malformed
+      if (!isWellFormedKey(secret)) return refusals.malformed
       stats.misses++
       return lookup(hashKey(secret)).then((record) => {
         const entry = entryFor(record)
         cache?.set(secret, entry, entry.key ? undefined : { ttl: Math.min(ttlMs, NEGATIVE_TTL_MS) })
-        return accept(entry)
+        const accepted = accept(entry)
+        if (accepted instanceof Error) throw accepted
+        return accepted
       })
     },
   }

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client'
+import type { Mode } from './api-keys.js'
 import type { DependencyStatus } from './dependencies.js'
 import { type ErrorCode, errorCodes } from './errors.js'
 
@@ -34,18 +35,25 @@ export interface RateLimitCounts {
 export type ShedReason = 'event_loop_delay' | 'heap_used' | 'rss'
 
 interface RequestSeries {
-  readonly labels: { readonly method: string; readonly route: string; readonly status: string }
+  readonly labels: { readonly method: string; readonly route: string; readonly status: string; readonly mode: Mode }
   count: number
   sumSeconds: number
   /** Counts per bucket (not cumulative); the last slot is +Inf. */
   readonly buckets: number[]
 }
 
-/** Request counts and latencies by (route, method, status): three map lookups and a bucket search. */
+/**
+ * Request counts and latencies by (mode, route, method, status): four map lookups and a bucket
+ * search. The mode is `test` for requests made with a test key (the sandbox), `live` for the rest.
+ */
 function createRequestRecorder() {
-  const byRoute = new Map<string, Map<string, Map<number, RequestSeries>>>()
+  const byMode = { live: new Map(), test: new Map() } as Record<
+    Mode,
+    Map<string, Map<string, Map<number, RequestSeries>>>
+  >
 
-  function seriesFor(method: string, route: string, status: number): RequestSeries {
+  function seriesFor(method: string, route: string, status: number, mode: Mode): RequestSeries {
+    const byRoute = byMode[mode]
     let byMethod = byRoute.get(route)
     if (byMethod === undefined) {
       byMethod = new Map()
@@ -59,7 +67,7 @@ function createRequestRecorder() {
     let series = byStatus.get(status)
     if (series === undefined) {
       series = {
-        labels: { method, route, status: String(status) },
+        labels: { method, route, status: String(status), mode },
         count: 0,
         sumSeconds: 0,
         buckets: new Array(LATENCY_BUCKETS.length + 1).fill(0),
@@ -70,8 +78,8 @@ function createRequestRecorder() {
   }
 
   return {
-    record(method: string, route: string, status: number, durationMs: number) {
-      const series = seriesFor(method, route, status)
+    record(method: string, route: string, status: number, durationMs: number, mode: Mode) {
+      const series = seriesFor(method, route, status, mode)
       const seconds = durationMs / 1000
       let bucket = 0
       while (bucket < LATENCY_BUCKETS.length && seconds > (LATENCY_BUCKETS[bucket] as number)) bucket++
@@ -81,13 +89,15 @@ function createRequestRecorder() {
     },
 
     *series(): Generator<RequestSeries> {
-      for (const byMethod of byRoute.values()) {
-        for (const byStatus of byMethod.values()) yield* byStatus.values()
+      for (const byRoute of Object.values(byMode)) {
+        for (const byMethod of byRoute.values()) {
+          for (const byStatus of byMethod.values()) yield* byStatus.values()
+        }
       }
     },
 
     reset() {
-      byRoute.clear()
+      for (const byRoute of Object.values(byMode)) byRoute.clear()
     },
   }
 }
@@ -103,10 +113,10 @@ function requestDurationHistogram(recorder: RequestRecorder) {
   const name = `${PREFIX}http_request_duration_seconds`
   const metric = {
     name,
-    help: 'Time from the request arriving to the response being sent, by method, route pattern and status.',
+    help: 'Time from the request arriving to the response being sent, by method, route pattern, status and mode (live or test).',
     type: 'histogram' as const,
     aggregator: 'sum' as const,
-    labelNames: ['method', 'route', 'status'],
+    labelNames: ['method', 'route', 'status', 'mode'],
     async get() {
       const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = []
       for (const series of recorder.series()) {
@@ -199,8 +209,8 @@ export function createMetrics(options: MetricsOptions) {
 
   new Counter({
     name: `${PREFIX}http_requests_total`,
-    help: 'Requests answered, by method, route pattern and status.',
-    labelNames: ['method', 'route', 'status'],
+    help: 'Requests answered, by method, route pattern, status and mode (live, or test for test keys).',
+    labelNames: ['method', 'route', 'status', 'mode'],
     registers: [registry],
     collect() {
       this.reset()
@@ -284,7 +294,10 @@ export function createMetrics(options: MetricsOptions) {
     /** This app's metrics; register more prom-client metrics here (`registers: [metrics.registry]`). */
     registry,
 
-    /** One answered request. `route` is the route pattern (`/v1/studios/:studioId`), never the raw URL. */
+    /**
+     * One answered request. `route` is the route pattern (`/v1/studios/:studioId`), never the raw
+     * URL; `mode` is `test` when a test key made it.
+     */
     recordRequest: recorder.record,
 
     /** An error envelope was sent with this code. */

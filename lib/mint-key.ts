@@ -1,9 +1,11 @@
 import type { KeyRateLimit, KeyRecord } from '../stores/types.js'
-import { displayPrefix, generateKeySecret, hashKey, type Scope } from './api-keys.js'
+import { displayPrefix, generateKeySecret, hashKey, type Mode, type Scope } from './api-keys.js'
 import { newKeyId } from './ids.js'
 
 export interface MintKeyInput {
   readonly accountId: string
+  /** `live` when omitted; a `test` key (`sk_test_…`) sees only the account's sandbox. */
+  readonly mode?: Mode
   readonly scopes: readonly Scope[]
   readonly expiresAt?: string | null
   readonly rateLimits?: readonly KeyRateLimit[] | null
@@ -14,12 +16,14 @@ export interface MintKeyInput {
 
 /** A new key: the record to store (its hash, never the secret) and the secret to show once. */
 export function mintKey(input: MintKeyInput, now = new Date()): { record: KeyRecord; secret: string } {
-  const secret = generateKeySecret()
+  const mode = input.mode ?? 'live'
+  const secret = generateKeySecret(mode)
   const record: KeyRecord = {
     id: newKeyId(),
     hash: hashKey(secret),
     prefix: displayPrefix(secret),
     accountId: input.accountId,
+    mode,
     scopes: [...new Set(input.scopes)],
     createdAt: now.toISOString(),
     expiresAt: input.expiresAt ?? null,

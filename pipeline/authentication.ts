@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { bearerToken } from '../lib/bearer.js'
-import { invalidRequest, keyRefusals } from '../lib/errors.js'
+import { ApiError, invalidRequest, keyRefusals } from '../lib/errors.js'
 import type { KeyVerifier, VerifiedKey } from '../lib/key-verifier.js'
 import type { CallContext } from '../stores/types.js'
 import type { Step } from './run-steps.js'
@@ -18,22 +18,22 @@ declare module 'fastify' {
  * a proxy in front may read the other, so two are refused (400). An Authorization header of
  * another scheme (or a bare key with no scheme) is a malformed credential (401).
  */
-function credentialOf(request: FastifyRequest): string | undefined {
+function credentialOf(request: FastifyRequest): string | undefined | ApiError {
   const { headers } = request
   const authorization = headers.authorization
   const apiKeyHeader = headers['x-api-key']
   if (authorization === undefined && apiKeyHeader === undefined) return undefined
   if (sentTwice(request.raw.rawHeaders)) {
-    throw invalidRequest('send the API key once: the Authorization or X-API-Key header appears more than once')
+    return invalidRequest('send the API key once: the Authorization or X-API-Key header appears more than once')
   }
   const headerKey = (apiKeyHeader as string | undefined)?.trim() || undefined
   let bearer: string | undefined
   if (authorization !== undefined && authorization.trim() !== '') {
     bearer = bearerToken(authorization)
-    if (bearer === undefined) throw keyRefusals.notBearer
+    if (bearer === undefined) return keyRefusals.notBearer
   }
   if (bearer !== undefined && headerKey !== undefined && bearer !== headerKey) {
-    throw invalidRequest('send the API key in one header: Authorization and X-API-Key hold different values')
+    return invalidRequest('send the API key in one header: Authorization and X-API-Key hold different values')
   }
   return bearer ?? headerKey
 }
@@ -58,7 +58,10 @@ function sentTwice(rawHeaders: readonly string[]): boolean {
 export function authenticate(verifier: KeyVerifier): Step {
   return function authenticate(request, reply) {
     reply.header('cache-control', 'no-store')
-    const verified = verifier.verify(credentialOf(request))
+    const credential = credentialOf(request)
+    if (credential instanceof ApiError) return credential
+    const verified = verifier.verify(credential)
+    if (verified instanceof ApiError) return verified
     if (verified instanceof Promise) {
       return verified.then((key) => {
         request.apiKey = key
@@ -76,7 +79,8 @@ export function callerOf(request: FastifyRequest): VerifiedKey {
   return request.apiKey
 }
 
-/** What a studio call needs to know of the request: the caller's account and the request id. */
+/** What a studio call needs to know of the request: the caller's account and mode, and the request id. */
 export function callContextOf(request: FastifyRequest): CallContext {
-  return { accountId: callerOf(request).accountId, requestId: request.id }
+  const { accountId, mode } = callerOf(request)
+  return { accountId, mode, requestId: request.id }
 }

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import fp from 'fastify-plugin'
-import { KEY_PREFIX } from '../lib/api-keys.js'
+import { holdsKeyPrefix } from '../lib/api-keys.js'
 import { CLIENT_REQUEST_ID_PATTERN, newRequestId } from '../lib/ids.js'
 
 const CLIENT_REQUEST_ID = new RegExp(CLIENT_REQUEST_ID_PATTERN)
@@ -9,11 +9,11 @@ const CLIENT_REQUEST_ID = new RegExp(CLIENT_REQUEST_ID_PATTERN)
  * Fastify's `genReqId`. Fastify's own `requestIdHeader` stays off: it trusts any value, and a
  * request id lands in logs and headers, so only a safe one is echoed; anything else (too long,
  * spaces, control characters, a duplicated header joined with a comma) is replaced. So is an id
- * holding an API key (`sk_live_…`): echoing it would copy a secret into every log line.
+ * holding an API key (`sk_live_…`, `sk_test_…`): echoing it would copy a secret into every log line.
  */
 export function genReqId(raw: IncomingMessage): string {
   const sent = raw.headers['x-request-id']
-  return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) && !sent.includes(KEY_PREFIX) ? sent : newRequestId()
+  return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) && !holdsKeyPrefix(sent) ? sent : newRequestId()
 }
 
 /** Every response carries X-Request-Id (Fastify does not echo it) and nosniff. */

@@ -13,11 +13,11 @@ const INFO = levels.values.info as number
 
 /**
  * What every answered request leaves behind, from one onResponse hook:
- *   - metrics: count and latency by method, route pattern and status (the pattern the router
+ *   - metrics: count and latency by method, route pattern, status and mode (the pattern the router
  *     matched, never the URL: raw paths would make one series per studio id and scanner's guess);
  *   - the access log, one line per request at info: request id, method, route, path (scrubbed of
- *     anything shaped like a key, in any percent-encoding), status, duration and key id; never a
- *     header, never a secret.
+ *     anything shaped like a key, in any percent-encoding), status, duration, key id and mode
+ *     (`test` for a test key's requests, else `live`); never a header, never a secret.
  *
  * The access-log line is serialized here, as pino writes its lines (level, time, pid, hostname,
  * the request id, the fields, msg), and handed to the logger's destination: its fields are known,
@@ -33,7 +33,8 @@ export default fp<ObserveOptions>(
     app.addHook('onResponse', (request, reply, done) => {
       const route = request.routeOptions
       const elapsed = reply.elapsedTime
-      metrics.recordRequest(request.method, route.url ?? UNMATCHED_ROUTE, reply.statusCode, elapsed)
+      const mode = request.apiKey?.mode ?? 'live'
+      metrics.recordRequest(request.method, route.url ?? UNMATCHED_ROUTE, reply.statusCode, elapsed, mode)
       // A route may log at its own level (the operators' endpoints log at warn).
       if ((levels.values[route.logLevel || rootLevel] ?? Number.POSITIVE_INFINITY) <= INFO) {
         destination.write(
@@ -41,7 +42,7 @@ export default fp<ObserveOptions>(
             `"route":${route.url === undefined ? 'null' : JSON.stringify(route.url)},` +
             `"path":${JSON.stringify(redactKeys(request.url))},"status":${reply.statusCode},` +
             `"durationMs":${Math.round(elapsed * 100) / 100},` +
-            `"keyId":${request.apiKey ? JSON.stringify(request.apiKey.id) : 'null'},"msg":"request completed"}\n`,
+            `"keyId":${request.apiKey ? JSON.stringify(request.apiKey.id) : 'null'},"mode":"${mode}","msg":"request completed"}\n`,
         )
       }
       done()

@@ -10,6 +10,17 @@ import {
   SECURITY_SCHEMES,
 } from '../lib/openapi-document.js'
 
+/** The explorer's top-bar logo: the product's name, in the top bar's white. */
+const EXPLORER_LOGO = `<svg xmlns="http://www.w3.org/2000/svg" width="260" height="40" viewBox="0 0 260 40">
+<text x="0" y="28" font-family="sans-serif" font-size="24" font-weight="bold" fill="#ffffff">${DOCUMENT_INFO.title}</text>
+</svg>`
+
+/** The tab's icon: the product's initials. */
+const EXPLORER_ICON = `<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32" viewBox="0 0 32 32">
+<rect width="32" height="32" rx="6" fill="#1b1b1b"/>
+<text x="16" y="22" text-anchor="middle" font-family="sans-serif" font-size="15" font-weight="bold" fill="#ffffff">SG</text>
+</svg>`
+
 /**
  * The OpenAPI 3.1 description of the API, generated from the route schemas, and the explorer.
  * Registered before the routes, so its `onRoute` hooks see all of them. `/docs` (Swagger UI),
@@ -45,6 +56,14 @@ export default fp(
 
     await app.register(swaggerUi, {
       routePrefix: '/docs',
+      // The product's name in the tab, the top bar and the icon, not Swagger's or Fastify's.
+      logo: { type: 'image/svg+xml', content: EXPLORER_LOGO, href: '/docs', target: '_self' },
+      theme: {
+        title: `${DOCUMENT_INFO.title} · API explorer`,
+        favicon: [
+          { filename: 'favicon.svg', rel: 'icon', sizes: 'any', type: 'image/svg+xml', content: EXPLORER_ICON },
+        ],
+      },
       uiConfig: {
         // Paste a key once in "Authorize"; it survives a reload. Every operation can be called at once.
         persistAuthorization: true,

@@ -18,7 +18,7 @@ declare module 'fastify' {
 
 export interface RateLimiter {
   /** After the key: the calling key's budget (its own policies, or RATE_LIMIT_MAX per RATE_LIMIT_WINDOW). */
-  perKey(request: FastifyRequest, reply: FastifyReply): void | Promise<void>
+  perKey(request: FastifyRequest, reply: FastifyReply): void | ApiError | Promise<void>
   /** Before the 404 handler answers: an unknown route spends the client IP's failure budget. */
   unknownRoute(request: FastifyRequest, reply: FastifyReply): Promise<void>
   /**
@@ -27,6 +27,13 @@ export interface RateLimiter {
    * shows that budget without spending it.
    */
   refused(request: FastifyRequest, reply: FastifyReply, error: unknown): Promise<void>
+  /**
+   * Simulated answers of a test key (Simulate-Error), shaped as the real ones and counting
+   * nothing: the key's budget shown spent for `seconds`, with the 429 to answer...
+   */
+  simulatedRefusal(request: FastifyRequest, reply: FastifyReply, seconds: number): ApiError
+  /** ...and the client IP's failure budget shown (as on a real 401), without spending it. */
+  showFailureBudget(request: FastifyRequest, reply: FastifyReply): Promise<void>
 }
 
 type Budget = keyof RateLimitStats['rejected']
@@ -79,8 +86,14 @@ export default fp<{ config: Config }>(
       return field
     }
 
-    /** Shows the state that applied in the answer's headers; a 429 when the request was refused. */
-    function enforce(state: PolicyState, allowed: boolean, field: string, reply: FastifyReply, budget?: Budget) {
+    /** Shows the state that applied in the answer's headers; returns the 429 when the request was refused. */
+    function enforce(
+      state: PolicyState,
+      allowed: boolean,
+      field: string,
+      reply: FastifyReply,
+      budget?: Budget,
+    ): ApiError | undefined {
       // Whole seconds, rounded up: a client that waits this long finds room. When refused, the
       // exact wait (at least 1), which Retry-After repeats; else until more quota is available.
       const seconds = allowed ? Math.ceil(state.resetMs / 1000) : Math.max(1, Math.ceil(state.waitMs / 1000))
@@ -96,8 +109,9 @@ export default fp<{ config: Config }>(
       )
       if (!allowed && budget !== undefined) {
         counters.stats.rejected[budget]++
-        throw rateLimited(seconds)
+        return rateLimited(seconds)
       }
+      return undefined
     }
 
     // The client-IP failure budget, through @fastify/rate-limit with the algorithm as its store.
@@ -117,8 +131,12 @@ export default fp<{ config: Config }>(
       current: allowed ? state.policy.max - state.remaining : state.policy.max + 1,
       ttl: allowed ? state.resetMs : state.waitMs,
     })
+    // The plugin passes the budget's max and window on every call: one policy list is kept for them.
+    let pluginPolicies: readonly RatePolicy[] = [failures]
     function decideForPlugin(key: string, windowMs: number, max: number, increment: boolean, callback: StoreCallback) {
-      const policies = [{ name: failures.name, max, windowMs }]
+      const known = pluginPolicies[0] as RatePolicy
+      if (known.max !== max || known.windowMs !== windowMs) pluginPolicies = [{ name: failures.name, max, windowMs }]
+      const policies = pluginPolicies
       const decision = counters.decide(`ip:${key}`, policies, increment)
       if (decision instanceof Promise) {
         decision.then((d) => callback(null, pluginResult(d.applied, d.allowed)), callback)
@@ -143,19 +161,36 @@ export default fp<{ config: Config }>(
         resetMs: refused ? 0 : result.ttl,
         waitMs: refused ? result.ttl : 0,
       }
-      enforce(state, !refused, failuresField, reply, 'ip')
+      const refusal = enforce(state, !refused, failuresField, reply, 'ip')
+      if (refusal) throw refusal
     }
 
     const limiter: RateLimiter = {
       perKey(request, reply) {
         const key = callerOf(request)
         const policies = key.ratePolicies ?? defaultPolicies
-        const decision = counters.decide(`key:${key.id}`, policies)
+        // A test key's counters are apart from live ones by name too (docs/test-mode.md).
+        const decision = counters.decide(key.mode === 'test' ? `test-key:${key.id}` : `key:${key.id}`, policies)
         if (decision instanceof Promise) {
-          return decision.then((d) => enforce(d.applied, d.allowed, policyFieldOf(policies), reply, 'key'))
+          return decision.then((d) => {
+            const refusal = enforce(d.applied, d.allowed, policyFieldOf(policies), reply, 'key')
+            if (refusal) throw refusal
+          })
         }
-        enforce(decision.applied, decision.allowed, policyFieldOf(policies), reply, 'key')
+        return enforce(decision.applied, decision.allowed, policyFieldOf(policies), reply, 'key')
       },
+      simulatedRefusal(request, reply, seconds) {
+        const policies = callerOf(request).ratePolicies ?? defaultPolicies
+        const state: PolicyState = {
+          policy: policies[0] as RatePolicy,
+          remaining: 0,
+          resetMs: 0,
+          waitMs: seconds * 1000,
+        }
+        enforce(state, false, policyFieldOf(policies), reply)
+        return rateLimited(seconds)
+      },
+      showFailureBudget: (request, reply) => failureBudget(request, reply, false),
       unknownRoute: (request, reply) => failureBudget(request, reply, true),
       // Only failed authentication counts: a malformed request (400: two different keys, a bad
       // URL) guesses nothing, and a 503 (verification down) is not the client's doing.

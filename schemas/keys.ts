@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox'
-import { scopes } from '../lib/api-keys.js'
+import { modes, scopes } from '../lib/api-keys.js'
 import { NextCursor, StringEnum, Timestamp } from './primitives.js'
 import { ScopeName } from './resources.js'
 
@@ -45,6 +45,10 @@ const KeyName = Type.String({
 
 const keyFields = {
   id: Type.String({ description: 'Key id (`key_…`).', examples: ['key_8sHq2Lr0PzWm4NcA'] }),
+  mode: StringEnum(modes, {
+    description:
+      '`live`, or `test` (`sk_test_`, sees the sandbox only). A key manages and mints keys of its own mode only.',
+  }),
   name: Type.Union([Type.String(), Type.Null()], { description: 'null for keys minted before keys had names.' }),
   prefix: Type.String({
     description: 'The first characters of the secret, to recognise it.',

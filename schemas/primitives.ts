@@ -54,7 +54,8 @@ export const WriteHeaders = Type.Object({
       pattern: IDEMPOTENCY_KEY_PATTERN,
       description:
         'Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.',
-      examples: ['3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b'],
+      // No example: the explorer pre-fills one, and a key shared by go-live and go-offline turns
+      // every later call of the other into a 400 for 24 h. A fresh key per call is the only safe one.
     }),
   ),
 })

@@ -77,6 +77,8 @@ export const GoLiveBody = Type.Union(
             maxLength: 140,
             pattern: '^[^\\u0000]*$',
             description: 'Title of the broadcast; any text but the NUL character.',
+            // What the explorer pre-fills (it would otherwise invent a string from the pattern).
+            examples: ['Friday Q&A: the new studio tour'],
           }),
         ),
       },

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Config } from '../config.js'
+import { serveSandboxFromStore } from './sandbox-routing.js'
 import { openSqliteStore } from './sqlite.js'
 import { cacheFoundStudios } from './studio-cache.js'
 import type { SqlStore, StudioService } from './types.js'
@@ -7,6 +8,8 @@ import type { SqlStore, StudioService } from './types.js'
 export interface StoreOptions {
   /** A pooled database connection failed while idle: reported here, never thrown. */
   readonly onConnectionError?: (error: Error) => void
+  /** The migrations opening the store applied, oldest first (none when it was at the latest). */
+  readonly onMigrated?: (applied: readonly string[]) => void
 }
 
 /**
@@ -19,14 +22,17 @@ export async function openStore(config: Config, options: StoreOptions = {}): Pro
     const { openPostgresStore } = await import('./postgres.js')
     return openPostgresStore(config.databaseUrl, { ...options, timeoutMs: config.storeTimeoutMs })
   }
-  return openSqliteStore(config.dataDir, { timeoutMs: config.storeTimeoutMs })
+  return openSqliteStore(config.dataDir, { timeoutMs: config.storeTimeoutMs, onMigrated: options.onMigrated })
 }
 
 /** What a running gateway serves from: the store, and where studios come from. */
 export interface Backends {
   /** Keys, the cursor secret, and (without an upstream) studios. */
   readonly store: SqlStore
-  /** The store's studios, or the upstream studio service when UPSTREAM_URL is set. */
+  /**
+   * The store's studios, or the upstream studio service when UPSTREAM_URL is set (then the
+   * sandbox of test keys is still the store's: stores/sandbox-routing.ts).
+   */
   readonly studios: StudioService
   /** The secret that signs pagination cursors: kept in the store, so every instance on it agrees. */
   readonly cursorSecret: Buffer
@@ -46,9 +52,10 @@ export async function openBackends(config: Config, options: StoreOptions = {}): 
           url: config.upstreamUrl,
           timeoutMs: config.upstreamTimeoutMs,
         })
+  const stored = cacheFoundStudios(store.studios)
   return {
     store,
-    studios: upstream ?? cacheFoundStudios(store.studios),
+    studios: upstream === undefined ? stored : serveSandboxFromStore(upstream, stored),
     cursorSecret: await secretOf(store, 'cursor_secret'),
     idempotencySecret: await secretOf(store, 'idempotency_secret'),
     checks: {

@@ -30,11 +30,14 @@ export interface PostgresStoreOptions {
   readonly onConnectionError?: (error: Error) => void
   /** The deadline of one store operation (STORE_TIMEOUT). */
   readonly timeoutMs?: number
+  /** The migrations opening the store applied, oldest first. */
+  readonly onMigrated?: (applied: readonly string[]) => void
 }
 
 /** Opens the PostgreSQL store of `url`, after applying pending migrations to it. */
 export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<SqlStore> {
-  await migrate(url)
+  const applied = await migrate(url)
+  options.onMigrated?.(applied)
   const timeoutMs = options.timeoutMs ?? POSTGRES_LIMITS.timeoutMs
   const pool = new pg.Pool({
     connectionString: url,
@@ -59,7 +62,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
  * Migrations run on their own connection, without the serving timeouts: another instance may be
  * holding the migration lock while it migrates, and the wait is legitimate.
  */
-async function migrate(url: string): Promise<void> {
+async function migrate(url: string): Promise<string[]> {
   const pool = new pg.Pool({
     connectionString: url,
     max: 1,
@@ -72,7 +75,7 @@ async function migrate(url: string): Promise<void> {
     const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db)
     const schema = rows[0]?.schema
     if (!schema) throw new Error('DATABASE_URL: no schema of its search_path exists; create it first')
-    await migrateToLatest(db, schema)
+    return await migrateToLatest(db, schema)
   } finally {
     await db.destroy()
   }

@@ -45,6 +45,8 @@ const NOTHING_TO_ROLL_BACK: SqliteStatement = {
 export interface SqliteStoreOptions {
   /** The deadline of one store operation, waiting for a lock included (STORE_TIMEOUT). */
   readonly timeoutMs?: number
+  /** The migrations opening the store applied, oldest first. */
+  readonly onMigrated?: (applied: readonly string[]) => void
 }
 
 /** Opens (creating on first use) the embedded store under `dataDir` and migrates it. */
@@ -61,7 +63,8 @@ export async function openSqliteStore(dataDir: string, options: SqliteStoreOptio
   sqlite.pragma('busy_timeout = 5000')
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) })
   try {
-    await migrateToLatest(db as Kysely<unknown>)
+    const applied = await migrateToLatest(db as Kysely<unknown>)
+    options.onMigrated?.(applied)
   } catch (error) {
     await db.destroy()
     throw error

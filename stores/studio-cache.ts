@@ -13,13 +13,14 @@ const STUDIO_CACHE_MAX = 10_000
 const STUDIO_CACHE_TTL_MS = 5 * 60_000
 
 export function cacheFoundStudios(service: StudioService): StudioService {
-  // Keyed by account and id together: a studio is only ever found through its own account.
+  // Keyed by mode, account and id together: a studio is only ever found through its own account
+  // and mode (a live key never gets the sandbox's entry, nor a test key the live one).
   const found = new LRUCache<string, Studio>({ max: STUDIO_CACHE_MAX, ttl: STUDIO_CACHE_TTL_MS })
   return {
     ...service,
     getStudio(ctx, studioId) {
       // Length-prefixed, so no pair of ids can spell another pair's key.
-      const cacheKey = `${ctx.accountId.length}:${ctx.accountId}${studioId}`
+      const cacheKey = `${ctx.mode}:${ctx.accountId.length}:${ctx.accountId}${studioId}`
       const cached = found.get(cacheKey)
       if (cached) return cached
       return Promise.resolve(service.getStudio(ctx, studioId)).then((studio) => {

@@ -28,7 +28,8 @@ export function cacheStudioPages<T extends StudioService & StudioAdmin>(studios:
         seen = current
         changed()
       }
-      const key = `${page.limit}:${ctx.accountId.length}:${ctx.accountId}${page.after ?? ''}`
+      // One list per account and mode: the sandbox's pages are never a live key's, nor the reverse.
+      const key = `${ctx.mode}:${page.limit}:${ctx.accountId.length}:${ctx.accountId}${page.after ?? ''}`
       const cached = pages.get(key)
       if (cached) return cached
       const started = generation

@@ -1,4 +1,4 @@
-import type { Scope } from '../lib/api-keys.js'
+import type { Mode, Scope } from '../lib/api-keys.js'
 import type { Session, Stream, Studio } from '../schemas/resources.js'
 
 /**
@@ -18,6 +18,8 @@ export interface KeyRecord {
   readonly hash: string
   readonly prefix: string
   readonly accountId: string
+  /** A test key (`sk_test_…`) sees only its account's sandbox; a live key only live data. */
+  readonly mode: Mode
   readonly scopes: readonly Scope[]
   readonly createdAt: string
   readonly expiresAt: string | null
@@ -43,12 +45,12 @@ export interface KeyChanges {
 
 export interface KeyStore {
   findByHash(hash: string): Promise<KeyRecord | undefined>
-  /** The account's key with this id; undefined when missing or another account's. */
-  find(accountId: string, id: string): Promise<KeyRecord | undefined>
+  /** The account's key of this mode with this id; undefined when missing, another account's or the other mode's. */
+  find(accountId: string, mode: Mode, id: string): Promise<KeyRecord | undefined>
   insert(key: KeyRecord): Promise<void>
   list(accountId: string): Promise<KeyRecord[]>
-  /** A page of the account's keys, oldest first. */
-  listPage(accountId: string, page: PageRequest): Promise<Page<KeyRecord>>
+  /** A page of the account's keys of one mode, oldest first. */
+  listPage(accountId: string, mode: Mode, page: PageRequest): Promise<Page<KeyRecord>>
   /** Marks the key revoked (once; a second call keeps the first time). Undefined when no such key. */
   revoke(id: string, at: string): Promise<KeyRecord | undefined>
   /**
@@ -80,20 +82,23 @@ export interface Page<T> {
 
 export interface StudioRecord extends Studio {
   readonly accountId: string
+  readonly mode: Mode
 }
 
 /**
- * Who a studio call is made for: the caller's account, and the request id that the upstream
- * studio service is told so that its logs correlate with ours. Never the key.
+ * Who a studio call is made for: the caller's account and mode (its live data or its sandbox),
+ * and the request id that the upstream studio service is told so that its logs correlate with
+ * ours. Never the key.
  */
 export interface CallContext {
   readonly accountId: string
+  readonly mode: Mode
   readonly requestId: string
 }
 
 /**
- * Studios, their stream and sessions, always seen through one account: a studio of another
- * account is reported exactly as a missing one (undefined). A dependency that cannot answer
+ * Studios, their stream and sessions, always seen through one account and one mode: a studio of
+ * another account, or of the other mode, is reported exactly as a missing one (undefined). A dependency that cannot answer
  * throws `unavailable` (503), or StoreUnavailable from the SQL store (stores/errors.ts, rendered
  * as the same 503); an upstream that answers nonsense throws `bad_gateway` (502).
  */
@@ -113,8 +118,10 @@ export interface StudioService {
 
 /** Administration that only the command line and the seed use. */
 export interface StudioAdmin {
-  createStudio(input: { accountId: string; name: string; id?: string }): Promise<StudioRecord>
-  listAccountStudios(accountId: string): Promise<StudioRecord[]>
+  /** A live studio unless `mode` says `test` (a sandbox studio). */
+  createStudio(input: { accountId: string; name: string; id?: string; mode?: Mode }): Promise<StudioRecord>
+  /** Both modes' studios, or one mode's. */
+  listAccountStudios(accountId: string, mode?: Mode): Promise<StudioRecord[]>
   /** True when the store holds no key and no studio at all. */
   isEmpty(): Promise<boolean>
 }

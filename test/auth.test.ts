@@ -99,7 +99,9 @@ t.test('key authentication', async (t) => {
 
   t.test('a malformed key is 401', async (t) => {
     await expectInvalidKey(t, bearer('sk_live_short'), /malformed/)
-    await expectInvalidKey(t, bearer(secret.replace('sk_live_', 'sk_test_')), /malformed/)
+    await expectInvalidKey(t, bearer(secret.replace('sk_live_', 'sk_prod_')), /malformed/)
+    // The prefix is part of the secret: a live key's body under sk_test_ is well formed, and no key.
+    await expectInvalidKey(t, bearer(secret.replace('sk_live_', 'sk_test_')), /not recognised/)
   })
 
   t.test('a key whose checksum does not match (a typo) is 401 without a store lookup', async (t) => {

@@ -22,6 +22,18 @@ async function cli(storeEnv: Record<string, string>, ...argv: string[]) {
   return { code, stdout, stderr, json: () => JSON.parse(stdout) }
 }
 
+t.test('migrate on an empty database names each migration it applied, then that none is pending', async (t) => {
+  const storeEnv = await freshStoreEnv(t)
+  const first = await cli(storeEnv, 'migrate')
+  t.equal(first.code, 0, first.stderr)
+  t.match(first.stdout, /^applied migration 0001_initial\n/, 'the first migration, by name')
+  t.match(first.stdout, /applied migration 0003_key_rate_limit_policies\n/, 'the latest one too')
+  t.match(first.stdout, /database is at the latest migration \(\d+ applied\)\n$/)
+  const again = await cli(storeEnv, 'migrate')
+  t.equal(again.code, 0, again.stderr)
+  t.equal(again.stdout, 'no pending migration: database is at the latest migration\n', 'a second run applies nothing')
+})
+
 t.test('command line', async (t) => {
   const storeEnv = await freshStoreEnv(t)
 
@@ -155,6 +167,88 @@ t.test('command line', async (t) => {
     t.match(human.stdout, /Night Show/)
   })
 
+  t.test('keys create --mode test mints a test key and gives its account a sandbox; studios --mode test', async (t) => {
+    const res = await cli(
+      storeEnv,
+      'keys',
+      'create',
+      '--account',
+      'acct_sandbox',
+      '--scope',
+      'studio:read',
+      '--mode',
+      'test',
+      '--json',
+    )
+    t.equal(res.code, 0)
+    const key = res.json()
+    t.match(key, { id: /^key_/, secret: /^sk_test_[0-9A-Za-z]{38}$/, accountId: 'acct_sandbox', mode: 'test' })
+    t.ok(isWellFormedKey(key.secret))
+    t.equal(key.prefix, key.secret.slice(0, 12))
+    const sandbox = await cli(storeEnv, 'studios', 'list', '--account', 'acct_sandbox', '--mode', 'test', '--json')
+    t.same(
+      sandbox
+        .json()
+        .map((studio: { name: string; mode: string }) => [studio.name, studio.mode])
+        .sort(),
+      [
+        ['Sandbox Booth', 'test'],
+        ['Sandbox Stage', 'test'],
+      ],
+      'the sandbox starts with two studios',
+    )
+    const again = await cli(
+      storeEnv,
+      'keys',
+      'create',
+      '--account',
+      'acct_sandbox',
+      '--scope',
+      'studio:read',
+      '--mode',
+      'test',
+    )
+    t.equal(again.code, 0)
+    t.match(again.stdout, /Created test key key_\w+ for acct_sandbox/)
+    t.match(again.stdout, /sk_test_/)
+    t.notMatch(again.stdout, /sandbox studio/, 'a sandbox that has studios gets no more')
+
+    const created = await cli(
+      storeEnv,
+      'studios',
+      'create',
+      '--account',
+      'acct_sandbox',
+      '--name',
+      'CI',
+      '--mode',
+      'test',
+      '--json',
+    )
+    t.match(created.json(), { name: 'CI', accountId: 'acct_sandbox', mode: 'test' })
+    const live = await cli(storeEnv, 'studios', 'create', '--account', 'acct_sandbox', '--name', 'Real', '--json')
+    t.same(
+      Object.keys(live.json()),
+      ['id', 'name', 'accountId', 'createdAt'],
+      'a live studio keeps the documented shape',
+    )
+    t.equal(
+      (await cli(storeEnv, 'studios', 'list', '--account', 'acct_sandbox', '--mode', 'test', '--json')).json().length,
+      3,
+    )
+    t.same(
+      (await cli(storeEnv, 'studios', 'list', '--account', 'acct_sandbox', '--mode', 'live', '--json'))
+        .json()
+        .map((s: { name: string }) => s.name),
+      ['Real'],
+    )
+    const keys = (await cli(storeEnv, 'keys', 'list', '--account', 'acct_sandbox', '--json')).json()
+    t.same(
+      keys.map((k: { mode: string }) => k.mode),
+      ['test', 'test'],
+    )
+  })
+
   t.test('a bad argument prints usage and exits non-zero', async (t) => {
     for (const argv of [
       [],
@@ -169,6 +263,9 @@ t.test('command line', async (t) => {
       ['keys', 'list'],
       ['keys', 'revoke'],
       ['studios', 'create', '--account', 'acct_x'],
+      ['studios', 'create', '--account', 'acct_x', '--name', 'X', '--mode', 'sandbox'],
+      ['keys', 'create', '--account', 'acct_x', '--scope', 'studio:read', '--mode', 'TEST'],
+      ['studios', 'list', '--account', 'acct_x', '--mode', ''],
       ['serve', 'extra'],
     ]) {
       const res = await cli(storeEnv, ...argv)

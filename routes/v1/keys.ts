@@ -70,7 +70,7 @@ const keys: FastifyPluginAsyncTypebox = async (app) => {
       const caller = callerOf(request)
       const page = await fetchPage(
         app.cursors,
-        { list: 'keys', accountId: caller.accountId },
+        { list: 'keys', accountId: caller.accountId, mode: caller.mode },
         request.query,
         (pageRequest) => keyManagement.list(caller, pageRequest),
       )

@@ -17,12 +17,13 @@ export function createKeyRepository(db: Kysely<Database>): KeyStore {
       return row && toKeyRecord(row)
     },
 
-    async find(accountId, id) {
+    async find(accountId, mode, id) {
       const row = await db
         .selectFrom('api_keys')
         .selectAll()
         .where('id', '=', id)
         .where('account_id', '=', accountId)
+        .where('mode', '=', mode)
         .executeTakeFirst()
       return row && toKeyRecord(row)
     },
@@ -42,11 +43,12 @@ export function createKeyRepository(db: Kysely<Database>): KeyStore {
       return rows.map(toKeyRecord)
     },
 
-    async listPage(accountId, page) {
+    async listPage(accountId, mode, page) {
       const rows = await db
         .selectFrom('api_keys')
         .selectAll()
         .where('account_id', '=', accountId)
+        .where('mode', '=', mode)
         .$if(page.after !== undefined, (query) => query.where(createdAfter(page.after as string)))
         .orderBy('created_at')
         .orderBy('id')
@@ -108,6 +110,7 @@ function toRow(key: KeyRecord) {
     hash: key.hash,
     prefix: key.prefix,
     account_id: key.accountId,
+    mode: key.mode,
     scopes: key.scopes.join(' '),
     created_at: key.createdAt,
     expires_at: key.expiresAt,
@@ -134,6 +137,7 @@ function toKeyRecord(row: Selectable<ApiKeysTable>): KeyRecord {
     hash: row.hash,
     prefix: row.prefix,
     accountId: row.account_id,
+    mode: row.mode,
     scopes: row.scopes.split(' ').filter(isScope) as Scope[],
     createdAt: row.created_at,
     expiresAt: row.expires_at,

@@ -135,6 +135,30 @@ const migrations: Record<string, Migration> = {
       await db.deleteFrom('idempotency_records' as never).execute()
     },
   },
+  '0005_test_mode': {
+    async up(db: Kysely<unknown>) {
+      // Test keys (sk_test_) and the sandbox studios they see. Every existing row is live data.
+      await db.schema
+        .alterTable('api_keys')
+        .addColumn('mode', 'text', (c) => c.notNull().defaultTo('live').check(sqlModeCheck()))
+        .execute()
+      await db.schema
+        .alterTable('studios')
+        .addColumn('mode', 'text', (c) => c.notNull().defaultTo('live').check(sqlModeCheck()))
+        .execute()
+      // The list of an account's studios is now the list of one mode's.
+      await db.schema.dropIndex('studios_account_created').execute()
+      await db.schema
+        .createIndex('studios_account_mode_created')
+        .on('studios')
+        .columns(['account_id', 'mode', 'created_at', 'id'])
+        .execute()
+    },
+  },
+}
+
+function sqlModeCheck() {
+  return sql`mode in ('live', 'test')`
 }
 
 function sqlStatusCheck() {

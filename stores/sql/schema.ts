@@ -8,6 +8,8 @@ export interface ApiKeysTable {
   hash: string
   prefix: string
   account_id: string
+  /** `live` or `test` (a sandbox key). */
+  mode: 'live' | 'test'
   /** Space-separated scope names. */
   scopes: string
   created_at: string
@@ -27,6 +29,8 @@ export interface ApiKeysTable {
 export interface StudiosTable {
   id: string
   account_id: string
+  /** `live`, or `test`: a studio of the account's sandbox, seen only by its test keys. */
+  mode: 'live' | 'test'
   name: string
   created_at: string
 }

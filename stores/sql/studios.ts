@@ -1,13 +1,15 @@
 import type { Kysely, Selectable } from 'kysely'
+import type { Mode } from '../../lib/api-keys.js'
 import { newSessionId, newStudioId } from '../../lib/ids.js'
 import type { Session, Stream, Studio } from '../../schemas/resources.js'
-import type { StudioAdmin, StudioRecord, StudioService } from '../types.js'
+import type { CallContext, StudioAdmin, StudioRecord, StudioService } from '../types.js'
 import { decodeKeyset, encodeKeyset, toPage } from './keyset.js'
 import type { Database, SessionsTable, StreamsTable, StudiosTable } from './schema.js'
 
 /**
- * Studios, their stream and sessions over SQL, always through the caller's account: a studio of
- * another account is reported exactly as a missing one (undefined).
+ * Studios, their stream and sessions over SQL, always through the caller's account and mode: a
+ * studio of another account, or of the account's other mode (its sandbox, or its live data), is
+ * reported exactly as a missing one (undefined).
  */
 export function createStudioRepository(
   db: Kysely<Database>,
@@ -22,13 +24,14 @@ export function createStudioRepository(
    * (SQLITE_BUSY_SNAPSHOT), which the guard retries whole (stores/sqlite-guard.ts). Either way a
    * transition's time is taken after every earlier transition committed.
    */
-  async function lockStream(trx: Kysely<Database>, accountId: string, studioId: string) {
+  async function lockStream(trx: Kysely<Database>, { accountId, mode }: CallContext, studioId: string) {
     return trx
       .selectFrom('streams')
       .innerJoin('studios', 'studios.id', 'streams.studio_id')
       .selectAll('streams')
       .where('streams.studio_id', '=', studioId)
       .where('studios.account_id', '=', accountId)
+      .where('studios.mode', '=', mode)
       .$if(dialect === 'postgres', (query) => query.forUpdate('streams'))
       .executeTakeFirst()
   }
@@ -43,21 +46,23 @@ export function createStudioRepository(
     return at > previous ? at : previous
   }
 
-  async function ownedStudio(trx: Kysely<Database>, accountId: string, studioId: string) {
+  async function ownedStudio(trx: Kysely<Database>, { accountId, mode }: CallContext, studioId: string) {
     return trx
       .selectFrom('studios')
       .select('id')
       .where('id', '=', studioId)
       .where('account_id', '=', accountId)
+      .where('mode', '=', mode)
       .executeTakeFirst()
   }
 
   return {
-    async listStudios({ accountId }, page) {
+    async listStudios({ accountId, mode }, page) {
       let query = db
         .selectFrom('studios')
         .select(['id', 'name', 'created_at'])
         .where('account_id', '=', accountId)
+        .where('mode', '=', mode)
         .orderBy('created_at')
         .orderBy('id')
         .limit(page.limit + 1)
@@ -73,18 +78,19 @@ export function createStudioRepository(
       return toPage(await query.execute(), page, toStudio, (row) => encodeKeyset(row.created_at, row.id))
     },
 
-    async getStudio({ accountId }, studioId) {
+    async getStudio({ accountId, mode }, studioId) {
       if (!canBeStored(studioId)) return undefined
       const row = await db
         .selectFrom('studios')
         .select(['id', 'name', 'created_at'])
         .where('id', '=', studioId)
         .where('account_id', '=', accountId)
+        .where('mode', '=', mode)
         .executeTakeFirst()
       return row && toStudio(row)
     },
 
-    async getStream({ accountId }, studioId) {
+    async getStream({ accountId, mode }, studioId) {
       if (!canBeStored(studioId)) return undefined
       const row = await db
         .selectFrom('streams')
@@ -92,15 +98,16 @@ export function createStudioRepository(
         .selectAll('streams')
         .where('streams.studio_id', '=', studioId)
         .where('studios.account_id', '=', accountId)
+        .where('studios.mode', '=', mode)
         .executeTakeFirst()
       return row && toStream(row)
     },
 
-    async listSessions({ accountId }, studioId, page) {
+    async listSessions(ctx, studioId, page) {
       if (!canBeStored(studioId)) return undefined
       const after = page.after === undefined ? undefined : decodeKeyset(page.after)
       return db.transaction().execute(async (trx) => {
-        if (!(await ownedStudio(trx, accountId, studioId))) return undefined
+        if (!(await ownedStudio(trx, ctx, studioId))) return undefined
         let query = trx
           .selectFrom('sessions')
           .selectAll()
@@ -121,10 +128,10 @@ export function createStudioRepository(
       })
     },
 
-    async goLive({ accountId }, studioId, { title }) {
+    async goLive(ctx, studioId, { title }) {
       if (!canBeStored(studioId)) return undefined
       return db.transaction().execute(async (trx) => {
-        const stream = await lockStream(trx, accountId, studioId)
+        const stream = await lockStream(trx, ctx, studioId)
         if (!stream) return undefined
         if (stream.status === 'live') return toStream(stream)
         const at = nowAfter(stream.updated_at)
@@ -142,10 +149,10 @@ export function createStudioRepository(
       })
     },
 
-    async goOffline({ accountId }, studioId) {
+    async goOffline(ctx, studioId) {
       if (!canBeStored(studioId)) return undefined
       return db.transaction().execute(async (trx) => {
-        const stream = await lockStream(trx, accountId, studioId)
+        const stream = await lockStream(trx, ctx, studioId)
         if (!stream) return undefined
         if (stream.status === 'offline') return toStream(stream)
         const at = nowAfter(stream.updated_at)
@@ -165,8 +172,8 @@ export function createStudioRepository(
       })
     },
 
-    async createStudio({ accountId, name, id }) {
-      const studio = { id: id ?? newStudioId(), account_id: accountId, name, created_at: now() }
+    async createStudio({ accountId, name, id, mode = 'live' }) {
+      const studio = { id: id ?? newStudioId(), account_id: accountId, mode, name, created_at: now() }
       await db.transaction().execute(async (trx) => {
         await trx.insertInto('studios').values(studio).execute()
         await trx
@@ -183,11 +190,12 @@ export function createStudioRepository(
       return toStudioRecord(studio)
     },
 
-    async listAccountStudios(accountId) {
+    async listAccountStudios(accountId, mode) {
       const rows = await db
         .selectFrom('studios')
         .selectAll()
         .where('account_id', '=', accountId)
+        .$if(mode !== undefined, (query) => query.where('mode', '=', mode as Mode))
         .orderBy('created_at')
         .orderBy('id')
         .execute()
@@ -219,6 +227,7 @@ const toStudio = (row: Pick<Selectable<StudiosTable>, 'id' | 'name' | 'created_a
 const toStudioRecord = (row: Selectable<StudiosTable>): StudioRecord => ({
   ...toStudio(row),
   accountId: row.account_id,
+  mode: row.mode,
 })
 
 const toStream = (row: Selectable<StreamsTable>): Stream => ({

@@ -3,7 +3,7 @@ import type { InjectOptions } from 'fastify'
 import type { Test } from 'tap'
 import { type App, buildApp } from '../../app.js'
 import { type Config, loadConfig } from '../../config.js'
-import { displayPrefix, type Scope, scopes } from '../../lib/api-keys.js'
+import { displayPrefix, type Mode, type Scope, scopes } from '../../lib/api-keys.js'
 import { type MintKeyInput, mintKey } from '../../lib/mint-key.js'
 import type { KeyStore, SqlStore, StudioService } from '../../stores/types.js'
 import { contract } from './contract.js'
@@ -22,8 +22,8 @@ export function rememberSecret(secret: string): string {
   return secret
 }
 
-/** A secret-shaped token that redaction (`sk_live_[redacted]`) left whole. */
-const KEY_SHAPED = /sk_live_[0-9A-Za-z]{8,}/
+/** A secret-shaped token (live or test) that redaction (`sk_live_[redacted]`) left whole. */
+const KEY_SHAPED = /sk_(?:live|test)_[0-9A-Za-z]{8,}/
 
 /**
  * What of a secret a log must never hold: the secret, its 32 random characters (a percent-encoded
@@ -69,7 +69,8 @@ export interface TestGateway {
   logText: () => string
   /** Mints and stores a key; returns its secret and record. */
   key(input?: Partial<MintKeyInput>): Promise<{ secret: string; id: string; accountId: string }>
-  studio(accountId: string, name?: string): Promise<string>
+  /** Creates a studio (live unless `mode` is `test`: a sandbox studio); returns its id. */
+  studio(accountId: string, name?: string, mode?: Mode): Promise<string>
   /** Closes the app and the store (also done by teardown). */
   close(): Promise<void>
 }
@@ -126,8 +127,8 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
       await store.keys.insert(record)
       return { secret, id: record.id, accountId: record.accountId }
     },
-    async studio(accountId, name = 'Studio') {
-      return (await store.studios.createStudio({ accountId, name })).id
+    async studio(accountId, name = 'Studio', mode = 'live') {
+      return (await store.studios.createStudio({ accountId, name, mode })).id
     },
     close,
   }

@@ -351,6 +351,11 @@ export interface components {
              * @example key_8sHq2Lr0PzWm4NcA
              */
             id: string;
+            /**
+             * @description `live`, or `test` (`sk_test_`, sees the sandbox only). A key manages and mints keys of its own mode only.
+             * @enum {string}
+             */
+            mode: "live" | "test";
             /** @description null for keys minted before keys had names. */
             name: string | null;
             /**
@@ -398,6 +403,11 @@ export interface components {
              * @example key_8sHq2Lr0PzWm4NcA
              */
             id: string;
+            /**
+             * @description `live`, or `test` (`sk_test_`, sees the sandbox only). A key manages and mints keys of its own mode only.
+             * @enum {string}
+             */
+            mode: "live" | "test";
             /** @description null for keys minted before keys had names. */
             name: string | null;
             /**
@@ -454,6 +464,8 @@ export interface components {
     parameters: {
         /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
         "X-Request-Id": string;
+        /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+        "Simulate-Latency": number;
     };
     requestBodies: never;
     headers: {
@@ -505,6 +517,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "rate_limited" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path?: never;
             cookie?: never;
@@ -714,6 +730,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -951,6 +971,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -1186,13 +1210,14 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /**
-                 * @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.
-                 * @example 3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b
-                 */
+                /** @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`. */
                 "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "write_disabled" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -1207,7 +1232,10 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": {
-                    /** @description Title of the broadcast; any text but the NUL character. */
+                    /**
+                     * @description Title of the broadcast; any text but the NUL character.
+                     * @example Friday Q&A: the new studio tour
+                     */
                     title?: string;
                 } | null;
             };
@@ -1441,13 +1469,14 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /**
-                 * @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.
-                 * @example 3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b
-                 */
+                /** @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`. */
                 "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "write_disabled" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -1700,6 +1729,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -1937,6 +1970,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path?: never;
             cookie?: never;
@@ -2100,6 +2137,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path?: never;
             cookie?: never;
@@ -2285,13 +2326,14 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /**
-                 * @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.
-                 * @example 3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b
-                 */
+                /** @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`. */
                 "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path?: never;
             cookie?: never;
@@ -2502,6 +2544,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -2715,13 +2761,14 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /**
-                 * @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`.
-                 * @example 3f1c2b9e-8d4a-4f6e-9b7a-2c5d8e1f0a3b
-                 */
+                /** @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`. */
                 "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -2952,6 +2999,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**

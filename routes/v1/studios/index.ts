@@ -34,8 +34,11 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
     },
     (request) => {
       const ctx = callContextOf(request)
-      const page = fetchPage(app.cursors, { list: 'studios', accountId: ctx.accountId }, request.query, (pageRequest) =>
-        app.studios.listStudios(ctx, pageRequest),
+      const page = fetchPage(
+        app.cursors,
+        { list: 'studios', accountId: ctx.accountId, mode: ctx.mode },
+        request.query,
+        (pageRequest) => app.studios.listStudios(ctx, pageRequest),
       )
       return page instanceof Promise ? page.then(orEmptyList) : orEmptyList(page)
     },

@@ -30,7 +30,7 @@ const sessions: FastifyPluginAsyncTypebox = async (app) => {
       const { studioId } = request.params
       const page = await fetchPage(
         app.cursors,
-        { list: 'sessions', accountId: ctx.accountId, parentId: studioId },
+        { list: 'sessions', accountId: ctx.accountId, mode: ctx.mode, parentId: studioId },
         request.query,
         (pageRequest) => app.studios.listSessions(ctx, studioId, pageRequest),
       )
