@@ -126,7 +126,7 @@ export type ClientEvent =
 export interface ClientOptions {
   /** The gateway's origin, optionally with a path prefix: `https://api.example.com`. */
   baseUrl: string
-  /** `sk_live_…`, sent as `Authorization: Bearer`. Never logged, never put in an error or event. */
+  /** `sk_live_…` (or a test key, `sk_test_…`), sent as `Authorization: Bearer`. Never logged, never put in an error or event. */
   apiKey: string
   retry?: RetryOptions
   /** Default deadline of a call, every attempt and wait included (ms). Default: none. */
