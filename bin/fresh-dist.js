@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const buildInfo = join(root, 'dist', '.tsbuildinfo')
 /** What tsconfig.build.json compiles: the root's .ts files and these folders, and the two configurations. */
-const SOURCE_DIRS = ['cli', 'lib', 'plugins', 'routes', 'schemas', 'stores']
+const SOURCE_DIRS = ['cli', 'lib', 'pipeline', 'plugins', 'routes', 'schemas', 'stores']
 const CONFIG_FILES = ['tsconfig.json', 'tsconfig.build.json']
 
 /** The newest modification time (ms) of the .ts files under `dir` (`deep`: in its subfolders too). */

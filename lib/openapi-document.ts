@@ -1,5 +1,6 @@
 import type { FastifySchema, RouteOptions } from 'fastify'
-import { ERROR_CODES, type ErrorResponseSchema } from '../schemas/error-envelope.js'
+import { MAX_SIMULATED_LATENCY_MS } from '../pipeline/simulate-error.js'
+import { declaredErrorCodes } from '../schemas/error-envelope.js'
 import type { Scope } from './api-keys.js'
 import {
   type ApiError,
@@ -7,6 +8,7 @@ import {
   type ErrorCode,
   envelope,
   errorCatalog,
+  errorCodes,
   insufficientScope,
   internal,
   invalidRequest,
@@ -38,6 +40,7 @@ export const DOCUMENT_INFO = {
     'Call the API with an API key (`sk_live_…`) sent as `Authorization: Bearer sk_live_…` or `X-API-Key: sk_live_…`. Each operation names the scope its key needs: `x-required-scope`, and the role of its security requirement.',
     'Every error, on every path, is one envelope: `{"error": {"code", "message", "requestId", "requiredScope"?}}`. Branch on `error.code`: each error response lists the codes it can carry. Retry only `unavailable`, `bad_gateway` and `internal` (with backoff), and `rate_limited` after `Retry-After`. A path or method not described here answers `404 not_found` in the same envelope (`429 rate_limited` once the client IP has failed too often).',
     'Every response carries `X-Request-Id`; quote it when you ask us to look into a request.',
+    "Modes: a live key (`sk_live_…`) sees the live data of its account; a test key (`sk_test_…`) sees only its account's sandbox (other studios, streams and sessions; the other mode's studio answers `404` as a missing one), may go live and offline even while the write surface is gated, has its own rate-limit budget, and may send `Simulate-Error` (and `Simulate-Latency`) on any operation to get that error exactly as the operation answers it for real. The explorer accepts either kind of key.",
   ].join('\n\n'),
 }
 
@@ -51,14 +54,14 @@ export const SECURITY_SCHEMES = {
   bearerAuth: {
     type: 'http',
     scheme: 'bearer',
-    bearerFormat: 'sk_live_…',
-    description: 'The API key as a bearer token: `Authorization: Bearer sk_live_…`.',
+    bearerFormat: 'sk_live_… or sk_test_…',
+    description: 'The API key as a bearer token: `Authorization: Bearer sk_live_…` (or a test key, `sk_test_…`).',
   },
   apiKeyHeader: {
     type: 'apiKey',
     in: 'header',
     name: 'X-API-Key',
-    description: 'The API key in its own header: `X-API-Key: sk_live_…`.',
+    description: 'The API key in its own header: `X-API-Key: sk_live_…` (or `sk_test_…`).',
   },
 } as const
 
@@ -69,6 +72,30 @@ const REQUEST_ID_PARAMETER = {
   description:
     'Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one.',
   schema: { type: 'string', pattern: CLIENT_REQUEST_ID_PATTERN },
+}
+
+const SIMULATE_LATENCY_PARAMETER = {
+  name: 'Simulate-Latency',
+  in: 'header',
+  required: false,
+  description: `Test keys only (\`sk_test_…\`): delays the answer by this many milliseconds, 0–${MAX_SIMULATED_LATENCY_MS}, for timeout tests. A live key sending it gets \`400 invalid_request\`.`,
+  schema: { type: 'integer', minimum: 0, maximum: MAX_SIMULATED_LATENCY_MS },
+}
+
+/**
+ * Simulate-Error, on an operation: its values are the codes the operation declares, since any
+ * other is refused (400).
+ */
+function simulateErrorParameter(facts: OperationFacts): Json {
+  const declared = new Set([...facts.errorCodes.values()].flat())
+  return {
+    name: 'Simulate-Error',
+    in: 'header',
+    required: false,
+    description:
+      'Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`.',
+    schema: { type: 'string', enum: errorCodes.filter((code) => declared.has(code)) },
+  }
 }
 
 const seconds = { type: 'integer', minimum: 0 } as const
@@ -173,11 +200,7 @@ export interface OperationFacts {
 export function factsOf(route: RouteOptions): [string, OperationFacts] | undefined {
   const schema = route.schema as (FastifySchema & { operationId?: string }) | undefined
   if (schema?.operationId === undefined || route.method === 'HEAD') return undefined
-  const errorCodes = new Map<string, readonly ErrorCode[]>()
-  for (const [status, response] of Object.entries((schema.response ?? {}) as Record<string, unknown>)) {
-    const codes = (response as Partial<ErrorResponseSchema>)[ERROR_CODES]
-    if (codes) errorCodes.set(status, codes)
-  }
+  const errorCodes = declaredErrorCodes(schema.response)
   return [
     schema.operationId,
     {
@@ -320,6 +343,9 @@ export function describeOperations(document: Json, facts: ReadonlyMap<string, Op
         parameters: [
           ...((parameters as Json[] | undefined) ?? []).map(spelled),
           { $ref: '#/components/parameters/X-Request-Id' },
+          ...(known.authenticated
+            ? [simulateErrorParameter(known), { $ref: '#/components/parameters/Simulate-Latency' }]
+            : []),
         ],
         ...rest,
         responses,
@@ -332,7 +358,7 @@ export function describeOperations(document: Json, facts: ReadonlyMap<string, Op
       .filter((name) => referenced.has(name))
       .map((name) => [name, { ...RESPONSE_HEADERS[name], required: true }]),
   )
-  components.parameters = { 'X-Request-Id': REQUEST_ID_PARAMETER }
+  components.parameters = { 'X-Request-Id': REQUEST_ID_PARAMETER, 'Simulate-Latency': SIMULATE_LATENCY_PARAMETER }
   // A plain copy: objects shared by several operations would otherwise become YAML anchors and aliases.
   return JSON.parse(JSON.stringify(document))
 }

@@ -8,6 +8,7 @@ import { shedLoad } from './load-shedding.js'
 import { limitRate } from './rate-limit.js'
 import { runSteps, type Step } from './run-steps.js'
 import { requireScope } from './scope.js'
+import { simulateErrors } from './simulate-error.js'
 import { gateWrites } from './write-gate.js'
 
 /**
@@ -17,6 +18,7 @@ import { gateWrites } from './write-gate.js'
  *    2. load shedding   503 unavailable                           shedLoad
  *    3. key             401 invalid_key, 503 unavailable          authenticate
  *    4. rate limit      429 rate_limited                          limitRate
+ *    4b. simulation     a test key's Simulate-Error / -Latency    simulateErrors (400 for a live key)
  *    5. scope           403 insufficient_scope + requiredScope    requireScope
  *    6. validation      400 invalid_request                       Fastify, from the route's schema
  *    7. write gate      503 write_disabled (write routes)         gateWrites
@@ -51,7 +53,9 @@ export default fp<PipelineOptions>(
     app.addHook('onRoute', (route: RouteOptions) => {
       if (!route.url.startsWith('/v1/')) return
       const scope = route.config?.scope
-      const beforeValidation = scope === undefined ? beforeKey : [...beforeKey, requireScope(scope)]
+      // A simulated error is answered once the key and its budget are known, before anything else.
+      const checked = [...beforeKey, simulateErrors(route, rateLimiter)]
+      const beforeValidation = scope === undefined ? checked : [...checked, requireScope(scope)]
       const options = { beforeRefusing, scope: scope ?? null }
       route.onRequest = [...asArray(route.onRequest), runSteps(beforeValidation, options)]
       if (route.config?.write !== true) return

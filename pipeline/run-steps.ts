@@ -19,6 +19,14 @@ type Done = (error?: Error) => void
  * bug) goes to the error handler, which logs it.
  */
 const EXPECTED = new Set(['invalid_request', 'invalid_key', 'insufficient_scope', 'rate_limited', 'write_disabled'])
+/** Errors a step marked as expected whatever their code (a test key's simulated errors). */
+const markedExpected = new WeakSet<ApiError>()
+
+/** Marks an error a step refuses with as expected, whatever its code: answered at once, with no log line. */
+export function asExpected(error: ApiError): ApiError {
+  markedExpected.add(error)
+  return error
+}
 
 export interface RunOptions {
   /** The route's scope (X-Accepted-Scopes on its errors), bound once rather than read per refusal. */
@@ -40,8 +48,9 @@ export function runSteps(steps: readonly Step[], options: RunOptions = {}): onRe
   const sendOptions = { scope: options.scope ?? null }
 
   function answer(request: FastifyRequest, reply: FastifyReply, done: Done, error: unknown) {
-    if (error instanceof ApiError && EXPECTED.has(error.code)) sendError(request, reply, error, sendOptions)
-    else done(error as Error)
+    if (error instanceof ApiError && (EXPECTED.has(error.code) || markedExpected.has(error))) {
+      sendError(request, reply, error, sendOptions)
+    } else done(error as Error)
   }
 
   function refuse(request: FastifyRequest, reply: FastifyReply, done: Done, error: unknown) {

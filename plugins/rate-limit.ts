@@ -27,6 +27,13 @@ export interface RateLimiter {
    * shows that budget without spending it.
    */
   refused(request: FastifyRequest, reply: FastifyReply, error: unknown): Promise<void>
+  /**
+   * Simulated answers of a test key (Simulate-Error), shaped as the real ones and counting
+   * nothing: the key's budget shown spent for `seconds`, with the 429 to answer...
+   */
+  simulatedRefusal(request: FastifyRequest, reply: FastifyReply, seconds: number): ApiError
+  /** ...and the client IP's failure budget shown (as on a real 401), without spending it. */
+  showFailureBudget(request: FastifyRequest, reply: FastifyReply): Promise<void>
 }
 
 type Budget = keyof RateLimitStats['rejected']
@@ -172,6 +179,18 @@ export default fp<{ config: Config }>(
         }
         return enforce(decision.applied, decision.allowed, policyFieldOf(policies), reply, 'key')
       },
+      simulatedRefusal(request, reply, seconds) {
+        const policies = callerOf(request).ratePolicies ?? defaultPolicies
+        const state: PolicyState = {
+          policy: policies[0] as RatePolicy,
+          remaining: 0,
+          resetMs: 0,
+          waitMs: seconds * 1000,
+        }
+        enforce(state, false, policyFieldOf(policies), reply)
+        return rateLimited(seconds)
+      },
+      showFailureBudget: (request, reply) => failureBudget(request, reply, false),
       unknownRoute: (request, reply) => failureBudget(request, reply, true),
       // Only failed authentication counts: a malformed request (400: two different keys, a bad
       // URL) guesses nothing, and a 503 (verification down) is not the client's doing.

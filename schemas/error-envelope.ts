@@ -42,6 +42,16 @@ export const ERROR_CODES = Symbol('errorCodes')
 
 export type ErrorResponseSchema = TSchema & { [ERROR_CODES]: readonly ErrorCode[] }
 
+/** The error codes a route's `response` schema declares, by HTTP status (as a string, as in the schema). */
+export function declaredErrorCodes(response: unknown): Map<string, readonly ErrorCode[]> {
+  const byStatus = new Map<string, readonly ErrorCode[]>()
+  for (const [status, schema] of Object.entries((response ?? {}) as Record<string, unknown>)) {
+    const codes = (schema as Partial<ErrorResponseSchema>)[ERROR_CODES]
+    if (codes) byStatus.set(status, codes)
+  }
+  return byStatus
+}
+
 /**
  * The error part of a route's `response` schema: one entry per HTTP status the given codes map
  * to, each rendering the envelope. Declaring every error status matters twice: Fastify serializes

@@ -20,8 +20,8 @@ import { freePort, sharedRedisUrl } from './helpers/redis.js'
  *                                                 DATABASE_URL / REDIS_URL say those services are
  *
  * Unless it starts its own processes, a block runs against a gateway listening on its port 3000.
- * Every block gets the seeded demo data directory (DATA_DIR) and its key (STUDIO_KEY), as a reader
- * who followed the README has them. A block passes when bash exits 0 and every error code in what
+ * Every block gets the seeded demo data directory (DATA_DIR) and its keys (STUDIO_KEY, and
+ * STUDIO_TEST_KEY for the sandbox), as a reader who followed the README has them. A block passes when bash exits 0 and every error code in what
  * it printed is one its text names (a recipe that shows an error says so).
  */
 
@@ -97,9 +97,10 @@ async function seededGateway(t: Test, env: Record<string, string>, port?: string
   })
   t.teardown(() => stop(gateway.child))
   const [, key = ''] = await gateway.waitFor(/export STUDIO_KEY=(sk_live_\w+)/, 60_000)
+  const [, testKey = ''] = await gateway.waitFor(/export STUDIO_TEST_KEY=(sk_test_\w+)/)
   if (port === undefined) await stop(gateway.child)
   else await ready(port)
-  return { DATA_DIR: dataDir, STUDIO_KEY: key }
+  return { DATA_DIR: dataDir, STUDIO_KEY: key, STUDIO_TEST_KEY: testKey }
 }
 
 async function stop(child: ChildProcess) {

@@ -180,7 +180,7 @@ export async function createRateLimitCounters(options: RateLimitCountersOptions)
       resetMs: Number(reply[2 + 3 * i]),
       waitMs: Number(reply[3 + 3 * i]),
     }))
-    return { allowed, states, applied: appliedState(states, allowed) }
+    return { allowed, applied: appliedState(states, allowed) }
   }
 
   return {

@@ -35,8 +35,6 @@ export interface PolicyState {
 
 export interface Decision {
   readonly allowed: boolean
-  /** One per policy, in the order given. */
-  readonly states: readonly PolicyState[]
   /**
    * The state the answer shows: when refused, the refusing policy with the longest wait (so its
    * wait is the exact Retry-After); else the policy with the fewest requests left.
@@ -62,6 +60,16 @@ interface Counts {
 }
 
 const RING = SLOTS + 1
+
+/** The slot a request at `now` (ms since the epoch) falls in. */
+const slotAt = (now: number, windowMs: number) => Math.floor((now * SLOTS) / windowMs)
+
+/** Counts one request in the newest slot. */
+function count(counts: Counts) {
+  const index = counts.head % RING
+  counts.slots[index] = (counts.slots[index] as number) + 1
+  counts.total++
+}
 
 /** When slot `slot` stops being counted, in ms since the epoch. */
 const slotLeavesAt = (slot: number, windowMs: number) => ((slot + SLOTS + 1) * windowMs) / SLOTS
@@ -129,22 +137,19 @@ export function createMemoryWindows(maxPartitions = 100_000) {
      * allows it, and then counted by each. With `increment: false`, only looks.
      */
     decide(partition: string, policies: readonly RatePolicy[], increment: boolean, now = Date.now()): Decision {
-      const all: Counts[] = []
-      let allowed = true
-      for (const policy of policies) {
-        const counts = countsOf(policy.windowMs, partition, Math.floor((now * SLOTS) / policy.windowMs))
-        all.push(counts)
-        if (counts.total >= policy.max) allowed = false
+      // One policy (the default, and most keys): no list is built.
+      if (policies.length === 1) {
+        const policy = policies[0] as RatePolicy
+        const counts = countsOf(policy.windowMs, partition, slotAt(now, policy.windowMs))
+        const allowed = counts.total < policy.max
+        if (allowed && increment) count(counts)
+        return { allowed, applied: stateOf(policy, counts, now) }
       }
-      if (allowed && increment) {
-        for (const counts of all) {
-          const index = counts.head % RING
-          counts.slots[index] = (counts.slots[index] as number) + 1
-          counts.total++
-        }
-      }
+      const all = policies.map((policy) => countsOf(policy.windowMs, partition, slotAt(now, policy.windowMs)))
+      const allowed = policies.every((policy, i) => (all[i] as Counts).total < policy.max)
+      if (allowed && increment) for (const counts of all) count(counts)
       const states = policies.map((policy, i) => stateOf(policy, all[i] as Counts, now))
-      return { allowed, states, applied: appliedState(states, allowed) }
+      return { allowed, applied: appliedState(states, allowed) }
     },
   }
 }

@@ -265,6 +265,8 @@ export interface components {
     parameters: {
         /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
         "X-Request-Id": string;
+        /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+        "Simulate-Latency": number;
     };
     requestBodies: never;
     headers: {
@@ -316,6 +318,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "rate_limited" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path?: never;
             cookie?: never;
@@ -525,6 +531,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -762,6 +772,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -1001,6 +1015,10 @@ export interface operations {
                 "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "write_disabled" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -1256,6 +1274,10 @@ export interface operations {
                 "Idempotency-Key"?: string;
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "write_disabled" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -1508,6 +1530,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "bad_gateway" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path: {
                 /**
@@ -1745,6 +1771,10 @@ export interface operations {
             header?: {
                 /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
             };
             path?: never;
             cookie?: never;
