@@ -10,8 +10,8 @@ import { freePort, sharedRedisUrl } from './helpers/redis.js'
 /**
  * Every shell block (```sh, ```bash, ```shell) of README.md and docs/*.md runs here as written,
  * in bash with `-e -o pipefail`, from the repository root, against real processes. Ports and names
- * aside: the ports 3000, 3001 and 4000 become free ones, and a database named `studio_gateway` one
- * of the test's own. The line before a block may say what it needs (docs/development.md, "Recipes"):
+ * aside: the ports 3000, 3001 and 4000 (of a `127.0.0.1:` address or a `PORT=`) become free ones,
+ * and a database named `studio_gateway` one of the test's own. The line before a block may say what it needs (docs/development.md, "Recipes"):
  *
  *   <!-- not a recipe: why -->                    the block is not run (a synopsis, the benchmark…)
  *   <!-- recipe: WRITES_ENABLED=true -->          the gateway the test starts runs with these variables
@@ -30,7 +30,8 @@ const DOCUMENTS = ['README.md', ...readdirSync(join(repoRoot, 'docs')).map((name
 )
 const SHELL_FENCE = /^```(?:sh|bash|shell)\s*$/
 const NOTE = /^<!--\s*(recipe|not a recipe):\s*(.*?)\s*-->$/
-const PORTS = /\b(3000|3001|4000)\b/g
+/** A documented port: in an address on the loopback, or given as PORT. */
+const PORTS = /(?<=(?:127\.0\.0\.1|localhost):|PORT=)(3000|3001|4000)\b/g
 const DATABASE_NAME = /\bstudio_gateway\b/
 
 interface Recipe {
