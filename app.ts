@@ -10,6 +10,7 @@ import { createEdge } from './lib/edge.js'
 import { BODY_LIMIT, toApiError } from './lib/errors.js'
 import { createIdempotency } from './lib/idempotency.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
+import { stdoutDestination } from './lib/log-destination.js'
 import { createMetrics, type Metrics } from './lib/metrics.js'
 import { lazyChildLogger } from './lib/request-logger.js'
 import v1Pipeline from './pipeline/index.js'
@@ -64,14 +65,13 @@ const REDACTED_PATHS = [
 ]
 
 /**
- * JSON lines, never pretty-printed. To stdout, asynchronously: a line is queued and written while
- * the request goes on, and lines queued during a write go out together in the next one (pino's
- * default is one blocking write(2) per line, a syscall per request at info). pino writes what is
- * still queued when the process exits.
+ * JSON lines, never pretty-printed. To stdout, asynchronously: lines are queued and written while
+ * requests go on, together (pino's default is one blocking write(2) per line, a syscall per request
+ * at info; see lib/log-destination.ts). What is still queued is written when the process exits.
  */
 function createLogger(level: Config['logLevel'], stream?: DestinationStream) {
   const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
-  const destination = stream ?? pino.destination({ dest: 1, sync: false })
+  const destination = stream ?? stdoutDestination()
   return { logger: pino(options, destination), destination }
 }
 
