@@ -9,9 +9,13 @@ import { createDependencyRegistry, type DependencyRegistry } from './lib/depende
 import { createEdge } from './lib/edge.js'
 import { BODY_LIMIT, toApiError } from './lib/errors.js'
 import { createIdempotency } from './lib/idempotency.js'
+import { openInvalidationChannel } from './lib/key-invalidation/index.js'
+import { createKeyManagement, type KeyManagement } from './lib/key-management.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
+import { stdoutDestination } from './lib/log-destination.js'
 import { createMetrics, type Metrics } from './lib/metrics.js'
 import { lazyChildLogger } from './lib/request-logger.js'
+import { createAnswerSealer } from './lib/sealed-answers.js'
 import v1Pipeline from './pipeline/index.js'
 import { loadMonitor } from './pipeline/load-shedding.js'
 import requestId, { genReqId } from './pipeline/request-id.js'
@@ -38,6 +42,8 @@ declare module 'fastify' {
     readonly cursors: CursorCodec
     /** Verifies the keys of /v1 requests, with its cache. */
     readonly keyVerifier: KeyVerifier
+    /** Self-serve key management (routes/v1/keys.ts). */
+    readonly keyManagement: KeyManagement
     /** External dependencies and their checks (readiness, operators). */
     readonly dependencies: DependencyRegistry
     /** Prometheus metrics: named counters other plugins call, and the registry behind /metrics. */
@@ -64,14 +70,13 @@ const REDACTED_PATHS = [
 ]
 
 /**
- * JSON lines, never pretty-printed. To stdout, asynchronously: a line is queued and written while
- * the request goes on, and lines queued during a write go out together in the next one (pino's
- * default is one blocking write(2) per line, a syscall per request at info). pino writes what is
- * still queued when the process exits.
+ * JSON lines, never pretty-printed. To stdout, asynchronously: lines are queued and written while
+ * requests go on, together (pino's default is one blocking write(2) per line, a syscall per request
+ * at info; see lib/log-destination.ts). What is still queued is written when the process exits.
  */
 function createLogger(level: Config['logLevel'], stream?: DestinationStream) {
   const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
-  const destination = stream ?? pino.destination({ dest: 1, sync: false })
+  const destination = stream ?? stdoutDestination()
   return { logger: pino(options, destination), destination }
 }
 
@@ -128,6 +133,25 @@ async function assemble(
     ttlMs: config.keyCacheTtlMs,
     onTouchError: (error) => logger.warn({ err: error }, 'could not record a key use'),
   })
+  // Every instance forgets a key that changed within a second (lib/key-invalidation/).
+  const invalidations = await openInvalidationChannel(config, {
+    onKey: (keyId) => keyVerifier.forget(keyId),
+    onResync: () => keyVerifier.forgetAll(),
+    onError: (err, message) => logger.warn({ err }, message),
+  })
+  const keyManagement = createKeyManagement({
+    keys,
+    defaultRateLimits: [{ max: config.rateLimit.max, windowMs: config.rateLimit.windowMs }],
+    onChanged: (keyId) => {
+      keyVerifier.forget(keyId)
+      invalidations
+        .publish(keyId)
+        .catch((err: unknown) =>
+          logger.warn({ err, keyId }, 'could not announce a key change; other instances see it within KEY_CACHE_TTL'),
+        )
+    },
+    log: logger as FastifyBaseLogger,
+  })
   const metrics = createMetrics({ keyCache: keyVerifier.stats })
   // Connections, their time bounds and the answers below Fastify (docs/edge.md).
   const edge = createEdge({
@@ -165,7 +189,11 @@ async function assemble(
     // to match it: Node's parser refuses a request line and headers over 16 KiB before routing.
     routerOptions: { maxParamLength: 16 * 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>()
-  app.addHook('onClose', () => backends.close())
+  app.addHook('onClose', async () => {
+    keyManagement.close()
+    await invalidations.close()
+    await backends.close()
+  })
 
   const validators = createValidators()
   app.setValidatorCompiler(({ schema, httpPart }) =>
@@ -178,6 +206,7 @@ async function assemble(
   app.decorate('studios', studios)
   app.decorate('cursors', createCursorCodec(backends.cursorSecret))
   app.decorate('keyVerifier', keyVerifier)
+  app.decorate('keyManagement', keyManagement)
   app.decorate('metrics', metrics)
   const dependencies = createDependencyRegistry({ onResult: metrics.dependencyChecked })
   for (const [name, check] of Object.entries(backends.checks)) dependencies.register(name, check)
@@ -205,6 +234,7 @@ async function assemble(
     writesEnabled: config.writesEnabled,
     idempotency: createIdempotency({
       store: store.idempotency,
+      sealer: createAnswerSealer(backends.idempotencySecret),
       // A write runs within the store's bounds (about 1 s) or UPSTREAM_TIMEOUT: a retry waits
       // that long (and 2 s more) for a concurrent first request, and a claim 5 s older than
       // that was abandoned (its process died, or could not release it during an outage).

@@ -292,7 +292,7 @@ async function keysUpdate(args: string[], io: CliIo): Promise<number> {
     throw new UsageError('keys update needs --rate-limit N/WINDOW (one or more) or --default-rate-limit')
   }
   const rateLimits = given ? parseRateLimits(values['rate-limit']) : null
-  const key = await withStore(io, (store) => store.keys.setRateLimits(id, rateLimits))
+  const key = await withStore(io, (store) => store.keys.update(id, { rateLimits }))
   if (!key) {
     io.err.write(`error: no key with id ${JSON.stringify(id)}\n`)
     return 1

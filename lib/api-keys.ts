@@ -23,7 +23,7 @@ const KEY_SHAPE = /^sk_(?:live|test)_[0-9A-Za-z]{38}$/
 /** How many characters of a key are kept and shown to identify it (`sk_live_` + 4). */
 const DISPLAY_PREFIX_LENGTH = KEY_PREFIX.length + 4
 
-export const scopes = ['studio:read', 'stream:read', 'stream:golive'] as const
+export const scopes = ['studio:read', 'stream:read', 'stream:golive', 'keys:read', 'keys:write'] as const
 export type Scope = (typeof scopes)[number]
 
 export const isScope = (value: string): value is Scope => (scopes as readonly string[]).includes(value)

@@ -11,7 +11,7 @@ import { cursorRejected } from './errors.js'
  * issued for another list or account fails verification.
  */
 export interface ListIdentity {
-  readonly list: 'studios' | 'sessions'
+  readonly list: 'studios' | 'sessions' | 'keys'
   readonly accountId: string
   /** A sandbox list's cursor is not a live list's (nor the reverse). */
   readonly mode: Mode

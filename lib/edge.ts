@@ -1,4 +1,11 @@
-import { createServer, type IncomingMessage, type Server, ServerResponse } from 'node:http'
+import {
+  createServer,
+  type IncomingMessage,
+  type OutgoingHttpHeader,
+  type OutgoingHttpHeaders,
+  type Server,
+  ServerResponse,
+} from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -159,6 +166,31 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
     }
   }
 
+  /** Whether the answer to this request must close its connection (sent with Connection: close). */
+  function mustClose(req: IncomingMessage): boolean {
+    // Answered before its body arrived: what follows is body, not a next request.
+    if (!req.complete && hasBody(req)) return true
+    const connection = connectionOf(req.socket)
+    return connection?.overCapacity === true || Date.now() < pressureUntil
+  }
+
+  /**
+   * Every answer's head goes through writeHead (Fastify calls it, and Node's implicit head too):
+   * the one place to close a connection that must not serve another request, with no hook per
+   * request in Fastify.
+   */
+  class EdgeResponse extends ServerResponse {
+    override writeHead(
+      statusCode: number,
+      reasonOrHeaders?: string | OutgoingHttpHeaders | OutgoingHttpHeader[],
+      headers?: OutgoingHttpHeaders | OutgoingHttpHeader[],
+    ): this {
+      if (mustClose(this.req)) this.setHeader('connection', 'close')
+      // Both of Node's forms pass through as given: Node tells a reason phrase from headers by its type.
+      return super.writeHead(statusCode, reasonOrHeaders as string | undefined, headers)
+    }
+  }
+
   /** Fastify's `serverFactory`: the HTTP server with the edge's bounds and listeners. */
   function serverFactory(handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
     const route = track(handler)
@@ -171,6 +203,7 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
         connectionsCheckingInterval: checkIntervalMs,
         // A missing Host is answered by the gateway, in the envelope (plugins/edge.ts), not by Node's bare 400.
         requireHostHeader: false,
+        ServerResponse: EdgeResponse,
       },
       route,
     )
@@ -184,7 +217,7 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
     server.on('checkExpectation', route)
     server.on('connect', (req: IncomingMessage, socket: Socket) => {
       // Node hands CONNECT over as a bare socket: give it a response so the router answers it.
-      const res = new ServerResponse(req)
+      const res = new EdgeResponse(req)
       res.shouldKeepAlive = false
       res.assignSocket(socket)
       res.once('finish', () => {
@@ -290,13 +323,6 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
   return {
     serverFactory,
     clientErrorHandler,
-    /** Whether the answer to this request must close its connection (sent with Connection: close). */
-    mustClose(req: IncomingMessage): boolean {
-      // Answered before its body arrived: what follows is body, not a next request.
-      if (!req.complete && hasBody(req)) return true
-      const connection = connectionOf(req.socket)
-      return connection?.overCapacity === true || Date.now() < pressureUntil
-    },
     /** Accepted past MAX_CONNECTIONS: its requests are answered 503 unavailable. */
     overCapacity(req: IncomingMessage): boolean {
       return connectionOf(req.socket)?.overCapacity === true

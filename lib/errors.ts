@@ -160,6 +160,9 @@ export const notFound = (message: string) => new ApiError('not_found', message)
 /** A studio that does not exist or is another account's: the same answer, byte for byte. */
 export const studioNotFound = () => notFound('studio not found')
 
+/** A key that does not exist or is another account's: the same answer, byte for byte. */
+export const keyNotFound = () => notFound('key not found')
+
 export const rateLimited = (retryAfterSeconds: number) =>
   new ApiError(
     'rate_limited',

@@ -2,12 +2,15 @@ import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { IdempotencyStore } from '../stores/types.js'
 import { invalidRequest, unavailable } from './errors.js'
+import type { AnswerSealer } from './sealed-answers.js'
 
 /**
- * Safe retries of writes (go-live, go-offline) sent with an `Idempotency-Key`. The first request
- * with a key claims a record (atomically: the store's primary key on (API key id, Idempotency-Key)
- * lets one insert win), runs, and stores its answer; a retry with the same key and the same request
- * gets that answer back instead of running again. See README, "Safe retries".
+ * Safe retries of writes (go-live, go-offline, creating and rolling keys) sent with an
+ * `Idempotency-Key`. The first request with a key claims a record (atomically: the store's primary
+ * key on (API key id, Idempotency-Key) lets one insert win), runs, and stores its answer; a retry
+ * with the same key and the same request gets that answer back instead of running again. The
+ * record is stored under a hash of the Idempotency-Key and its answer sealed with a key derived
+ * from it (lib/sealed-answers.ts): a new key's secret is never stored in clear. See README, "Safe retries".
  */
 
 /** 1–255 visible ASCII characters (no space, no control character). */
@@ -23,6 +26,7 @@ const PRUNE_INTERVAL_MS = 60_000
 
 export interface IdempotencyOptions {
   readonly store: IdempotencyStore
+  readonly sealer: AnswerSealer
   /** How long a stored answer is replayed (24 h). */
   readonly ttlMs?: number
   /**
@@ -39,8 +43,11 @@ export interface IdempotencyOptions {
 /** A claim this request holds: it runs, then `finish` stores (or releases) it. */
 export interface Claim {
   readonly keyId: string
+  /** The record's key in the store (a hash of the Idempotency-Key). */
   readonly key: string
   readonly createdAt: string
+  /** Seals the answer; in this process's memory only. */
+  readonly sealingKey: Buffer
 }
 
 export type Outcome =
@@ -48,14 +55,14 @@ export type Outcome =
   | { readonly kind: 'replay'; readonly statusCode: number; readonly body: string }
 
 /** What identifies a request: a different one under the same key is refused. */
-export function fingerprintOf(method: string, route: string, studioId: string, body: unknown): string {
+export function fingerprintOf(method: string, route: string, params: unknown, body: unknown): string {
   return createHash('sha256')
-    .update(JSON.stringify([method, route, studioId, body ?? {}]))
+    .update(JSON.stringify([method, route, params ?? {}, body ?? {}]))
     .digest('hex')
 }
 
 export function createIdempotency(options: IdempotencyOptions) {
-  const { store, leaseMs, waitMs } = options
+  const { store, sealer, leaseMs, waitMs } = options
   const ttlMs = options.ttlMs ?? RECORD_TTL_MS
   const pollMs = options.pollMs ?? 20
   let lastPrune = 0
@@ -71,7 +78,9 @@ export function createIdempotency(options: IdempotencyOptions) {
    * `400 invalid_request` when the key was used for another request, `503 unavailable` when a
    * concurrent request with the key is still running after `waitMs`.
    */
-  async function begin(keyId: string, key: string, fingerprint: string): Promise<Outcome> {
+  async function begin(keyId: string, idempotencyKey: string, fingerprint: string): Promise<Outcome> {
+    const key = sealer.lookupKeyOf(idempotencyKey)
+    const sealingKey = sealer.sealingKeyOf(idempotencyKey)
     const deadline = Date.now() + waitMs
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0 && Date.now() >= deadline) {
@@ -81,11 +90,13 @@ export function createIdempotency(options: IdempotencyOptions) {
       pruneNow(now)
       const at = new Date(now).toISOString()
       const result = await store.claim(keyId, key, fingerprint, at)
-      if (result.claimed) return { kind: 'execute', claim: { keyId, key, createdAt: at } }
+      if (result.claimed) return { kind: 'execute', claim: { keyId, key, createdAt: at, sealingKey } }
       const { record } = result
       if (record !== undefined) {
         const age = now - Date.parse(record.createdAt)
-        if (age >= ttlMs || (record.statusCode === null && age >= leaseMs)) {
+        const answer = record.body === null ? null : sealer.open(sealingKey, keyId, record.body)
+        // An answer this Idempotency-Key cannot open was not sealed with it: as if absent.
+        if (age >= ttlMs || (record.statusCode === null && age >= leaseMs) || answer === undefined) {
           // Expired, or abandoned: as if absent. Removed only if still that record, so of two
           // requests doing this at once, one claims next and the other finds its claim.
           await store.discard(keyId, key, record.createdAt)
@@ -96,8 +107,8 @@ export function createIdempotency(options: IdempotencyOptions) {
             'the Idempotency-Key header was already used for a different request (another route, studio or body); send a new key',
           )
         }
-        if (record.statusCode !== null && record.body !== null) {
-          return { kind: 'replay', statusCode: record.statusCode, body: record.body }
+        if (record.statusCode !== null && answer !== null) {
+          return { kind: 'replay', statusCode: record.statusCode, body: answer }
         }
       }
       await sleep(pollMs)
@@ -110,7 +121,10 @@ export function createIdempotency(options: IdempotencyOptions) {
    */
   async function finish(claim: Claim, statusCode: number, body: string): Promise<void> {
     if (statusCode >= 500) await store.discard(claim.keyId, claim.key, claim.createdAt)
-    else await store.complete(claim.keyId, claim.key, claim.createdAt, statusCode, body)
+    else {
+      const sealed = sealer.seal(claim.sealingKey, claim.keyId, body)
+      await store.complete(claim.keyId, claim.key, claim.createdAt, statusCode, sealed)
+    }
   }
 
   /** Gives the claim up without an answer (the request failed before answering). */

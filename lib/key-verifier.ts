@@ -99,6 +99,22 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
     stats,
 
     /**
+     * Drops what the cache knows of the key `id` (revoked, rolled, changed): its next request is
+     * verified against the store. Rare, so a scan of the cache is fine.
+     */
+    forget(id: string): void {
+      if (!cache) return
+      const stale: string[] = []
+      for (const [secret, entry] of cache.entries()) if (entry.key?.id === id) stale.push(secret)
+      for (const secret of stale) cache.delete(secret)
+    },
+
+    /** Drops every cached verification (invalidations may have been missed while their channel was down). */
+    forgetAll(): void {
+      cache?.clear()
+    },
+
+    /**
      * The key a secret stands for: at once when the cache knows the secret, else a promise of it
      * once the store has answered. A refusal the cache or the key's shape decides is returned at
      * once (`invalid_key`, 401), so rejecting a known-bad key costs neither a promise nor a throw;

@@ -9,6 +9,9 @@ export interface MintKeyInput {
   readonly scopes: readonly Scope[]
   readonly expiresAt?: string | null
   readonly rateLimits?: readonly KeyRateLimit[] | null
+  readonly name?: string | null
+  /** The key that mints it over the API; `cli` by default (the command line, the demo seed). */
+  readonly createdBy?: string
 }
 
 /** A new key: the record to store (its hash, never the secret) and the secret to show once. */
@@ -27,6 +30,9 @@ export function mintKey(input: MintKeyInput, now = new Date()): { record: KeyRec
     revokedAt: null,
     lastUsedAt: null,
     rateLimits: input.rateLimits ?? null,
+    name: input.name ?? null,
+    createdBy: input.createdBy ?? 'cli',
+    replacedBy: null,
   }
   return { record, secret }
 }

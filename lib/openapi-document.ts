@@ -1,7 +1,7 @@
 import type { FastifySchema, RouteOptions } from 'fastify'
 import { MAX_SIMULATED_LATENCY_MS } from '../pipeline/simulate-error.js'
 import { declaredErrorCodes } from '../schemas/error-envelope.js'
-import type { Scope } from './api-keys.js'
+import { type Scope, scopes } from './api-keys.js'
 import {
   type ApiError,
   badGateway,
@@ -188,6 +188,8 @@ const EXAMPLE_REQUEST_ID = 'req_9f2c1a7b4e5d6f80'
 /** What the document needs to know of a route beyond its schema. */
 export interface OperationFacts {
   readonly scope: Scope | undefined
+  /** Scopes its 403 may name: the route's own, or any (key management refuses to hand out a scope the key lacks). */
+  readonly refusableScopes: readonly Scope[]
   /** Whether the operation needs a key (every /v1 route). */
   readonly authenticated: boolean
   /** A write: takes an Idempotency-Key, and its answers may be replays. */
@@ -205,8 +207,10 @@ export function factsOf(route: RouteOptions): [string, OperationFacts] | undefin
     schema.operationId,
     {
       scope: route.config?.scope,
+      refusableScopes:
+        route.config?.grantsScopes === true ? scopes : route.config?.scope === undefined ? [] : [route.config.scope],
       authenticated: route.url.startsWith('/v1/'),
-      write: route.config?.write === true,
+      write: route.config?.idempotent === true,
       errorCodes,
     },
   ]
@@ -257,7 +261,9 @@ function errorResponse(codes: readonly ErrorCode[], facts: OperationFacts, refer
     required: onlyScopeErrors ? ['code', 'requiredScope'] : ['code'],
     properties: {
       code: { type: 'string', enum: [...codes] },
-      ...(onlyScopeErrors && scope !== undefined ? { requiredScope: { type: 'string', enum: [scope] } } : {}),
+      ...(onlyScopeErrors && scope !== undefined
+        ? { requiredScope: { type: 'string', enum: [...facts.refusableScopes] } }
+        : {}),
     },
   }
   const examples: Json = {}

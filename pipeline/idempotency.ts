@@ -11,8 +11,15 @@ declare module 'fastify' {
   }
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route takes an `Idempotency-Key` (a write that a retry must not run twice). */
+    idempotent?: boolean
+  }
+}
+
 /**
- * Step 8 of the order of checks, on write routes sent with an `Idempotency-Key` (its syntax is
+ * Step 8 of the order of checks, on idempotent routes sent with an `Idempotency-Key` (its syntax is
  * checked by the route schema, in validation): after the write gate, so a gated or invalid
  * request never claims a key. Claims the key for this request, or replays the stored answer of
  * the first request with it (400 when the key was used for another request, 503 when that one
@@ -54,8 +61,7 @@ export function storeIdempotentAnswer(idempotency: Idempotency): onSendHookHandl
 }
 
 function fingerprintOfRequest(request: FastifyRequest): string {
-  const { studioId } = request.params as { studioId: string }
-  return fingerprintOf(request.method, request.routeOptions.url ?? '', studioId, request.body)
+  return fingerprintOf(request.method, request.routeOptions.url ?? '', request.params, request.body)
 }
 
 function replayedError(body: string): ApiError {

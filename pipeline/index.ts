@@ -21,8 +21,8 @@ import { gateWrites } from './write-gate.js'
  *    4b. simulation     a test key's Simulate-Error / -Latency    simulateErrors (400 for a live key)
  *    5. scope           403 insufficient_scope + requiredScope    requireScope
  *    6. validation      400 invalid_request                       Fastify, from the route's schema
- *    7. write gate      503 write_disabled (write routes)         gateWrites
- *    8. idempotency     a replay, or 400 / 503 (write routes)     claimIdempotencyKey
+ *    7. write gate      503 write_disabled (go-live, go-offline)  gateWrites
+ *    8. idempotency     a replay, or 400 / 503 (idempotent)      claimIdempotencyKey
  *    9. handler         200, 404 not_found, 502, 503              routes/v1/…
  *   10. envelope        every error, 500 internal if unexpected   plugins/error-handler.ts
  *
@@ -58,10 +58,12 @@ export default fp<PipelineOptions>(
       const beforeValidation = scope === undefined ? checked : [...checked, requireScope(scope)]
       const options = { beforeRefusing, scope: scope ?? null }
       route.onRequest = [...asArray(route.onRequest), runSteps(beforeValidation, options)]
-      if (route.config?.write !== true) return
-      const afterValidation = writesEnabled ? [claimKey] : [gateWrites, claimKey]
+      const gated = route.config?.write === true && !writesEnabled
+      const idempotent = route.config?.idempotent === true
+      const afterValidation = [...(gated ? [gateWrites] : []), ...(idempotent ? [claimKey] : [])]
+      if (afterValidation.length === 0) return
       route.preHandler = [...asArray(route.preHandler), runSteps(afterValidation, options)]
-      route.onSend = [...asArray(route.onSend), storeAnswer]
+      if (idempotent) route.onSend = [...asArray(route.onSend), storeAnswer]
     })
   },
   { name: 'v1-pipeline', dependencies: ['rate-limit', 'load-monitor', 'error-handler'] },

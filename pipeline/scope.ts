@@ -7,6 +7,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The scope a route needs; routes without one accept any valid key. */
     scope?: Scope
+    /**
+     * The route hands out or manages scopes (key management): its 403 may also name a scope of
+     * the request's (or of the key it acts on) that the calling key lacks.
+     */
+    grantsScopes?: boolean
   }
 }
 

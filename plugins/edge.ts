@@ -18,9 +18,8 @@ export interface EdgeOptions {
  * not: a connection accepted past MAX_CONNECTIONS is answered 503 unavailable with Retry-After
  * (except the liveness probe, which must not turn a flood into a restart); an HTTP/1.1 request
  * without Host, or with an Expect the gateway cannot meet, is 400 invalid_request (Node would
- * answer both itself, outside the envelope). And an answer sent before its request has fully
- * arrived closes the connection, so the rest of the body is not read as the next request: Node
- * then closes it with the edge's lingering close.
+ * answer both itself, outside the envelope). (An answer sent before its request has fully arrived
+ * closes its connection: lib/edge.ts does that below Fastify, in the head of every answer.)
  */
 export default fp<EdgeOptions>(
   async function edgeChecks(app, { edge }) {
@@ -52,11 +51,6 @@ export default fp<EdgeOptions>(
         return
       }
       done()
-    })
-
-    app.addHook('onSend', (request, reply, payload, done) => {
-      if (edge.mustClose(request.raw)) reply.header('connection', 'close')
-      done(null, payload)
     })
   },
   // Before the errors plugin's hooks: a refused connection or a malformed request is answered as such, whatever its route.

@@ -1,4 +1,5 @@
 import { ErrorCodeName, ErrorEnvelope } from './error-envelope.js'
+import { ApiKeyDetails, ApiKeyList, NewApiKey } from './keys.js'
 import { ApiKeyInfo, ScopeName, Session, SessionList, Stream, Studio, StudioList } from './resources.js'
 
 /** Schemas with an `$id`, registered once at the root so every route and the OpenAPI share them. */
@@ -12,4 +13,7 @@ export const sharedSchemas = [
   StudioList,
   SessionList,
   ApiKeyInfo,
+  ApiKeyDetails,
+  NewApiKey,
+  ApiKeyList,
 ]

@@ -69,3 +69,8 @@ export const NoQuery = Type.Object({}, { additionalProperties: false })
  */
 export const StringEnum = <T extends string>(values: readonly T[], options: SchemaOptions = {}) =>
   Type.Unsafe<T>({ ...options, type: 'string', enum: [...values] })
+
+/** A POST that takes no body; an empty JSON body (or `{}`) is accepted as none. */
+export const NoBody = Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], {
+  description: 'None. An empty body is accepted.',
+})

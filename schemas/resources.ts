@@ -1,6 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { scopes } from '../lib/api-keys.js'
-import { NextCursor, StringEnum, Timestamp } from './primitives.js'
+import { NextCursor, NoBody, StringEnum, Timestamp } from './primitives.js'
 
 export const Studio = Type.Object(
   {
@@ -89,7 +89,5 @@ export const GoLiveBody = Type.Union(
   { description: 'Optional. An empty body is accepted.' },
 )
 
-/** go-offline takes no body; an empty JSON body (or `{}`) is accepted as none. */
-export const GoOfflineBody = Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()], {
-  description: 'None. An empty body is accepted.',
-})
+/** go-offline takes no body. */
+export const GoOfflineBody = NoBody

@@ -36,6 +36,8 @@ export interface Backends {
   readonly studios: StudioService
   /** The secret that signs pagination cursors: kept in the store, so every instance on it agrees. */
   readonly cursorSecret: Buffer
+  /** The secret that hashes Idempotency-Keys and salts their sealed answers (lib/sealed-answers.ts). */
+  readonly idempotencySecret: Buffer
   /** Readiness checks by dependency name: `sqlite` or `postgres`, and `upstream`. */
   readonly checks: Record<string, () => Promise<void>>
   close(): Promise<void>
@@ -54,7 +56,8 @@ export async function openBackends(config: Config, options: StoreOptions = {}): 
   return {
     store,
     studios: upstream === undefined ? stored : serveSandboxFromStore(upstream, stored),
-    cursorSecret: await cursorSecretOf(store),
+    cursorSecret: await secretOf(store, 'cursor_secret'),
+    idempotencySecret: await secretOf(store, 'idempotency_secret'),
     checks: {
       [store.dialect]: () => store.ready(),
       ...(upstream === undefined ? {} : { upstream: () => upstream.ping() }),
@@ -66,7 +69,8 @@ export async function openBackends(config: Config, options: StoreOptions = {}): 
   }
 }
 
-async function cursorSecretOf(store: SqlStore): Promise<Buffer> {
-  const encoded = await store.settings.getOrCreate('cursor_secret', () => randomBytes(32).toString('base64url'))
+/** A random server secret kept in the store under `name`, the same for every instance on it. */
+async function secretOf(store: SqlStore, name: string): Promise<Buffer> {
+  const encoded = await store.settings.getOrCreate(name, () => randomBytes(32).toString('base64url'))
   return Buffer.from(encoded, 'base64url')
 }

@@ -27,16 +27,40 @@ export interface KeyRecord {
   readonly lastUsedAt: string | null
   /** The key's own rate-limit policies (the strictest decides), replacing the gateway's default; null for the default. */
   readonly rateLimits: readonly KeyRateLimit[] | null
+  /** A name for people; null for keys minted before keys had names. */
+  readonly name: string | null
+  /** The id of the key that minted this one over the API, or `cli` (the command line, the demo seed). */
+  readonly createdBy: string
+  /** The key that replaced this one when it was rolled; null until then. */
+  readonly replacedBy: string | null
+}
+
+/** What `keys update` may change of a key; an absent field stays as it is. */
+export interface KeyChanges {
+  readonly name?: string
+  readonly scopes?: readonly Scope[]
+  /** null: the gateway's default. */
+  readonly rateLimits?: readonly KeyRateLimit[] | null
 }
 
 export interface KeyStore {
   findByHash(hash: string): Promise<KeyRecord | undefined>
+  /** The account's key of this mode with this id; undefined when missing, another account's or the other mode's. */
+  find(accountId: string, mode: Mode, id: string): Promise<KeyRecord | undefined>
   insert(key: KeyRecord): Promise<void>
   list(accountId: string): Promise<KeyRecord[]>
+  /** A page of the account's keys of one mode, oldest first. */
+  listPage(accountId: string, mode: Mode, page: PageRequest): Promise<Page<KeyRecord>>
   /** Marks the key revoked (once; a second call keeps the first time). Undefined when no such key. */
   revoke(id: string, at: string): Promise<KeyRecord | undefined>
-  /** Replaces the key's rate-limit policies (null: the gateway's default). Undefined when no such key. */
-  setRateLimits(id: string, rateLimits: readonly KeyRateLimit[] | null): Promise<KeyRecord | undefined>
+  /**
+   * In one transaction: stores `successor`, and makes the key `id` name it as its replacement and
+   * expire at `expiresAt` (or earlier, if it already expires sooner). Answers the old key as it
+   * now is; undefined when no such key, or when it was rolled already (by a concurrent request).
+   */
+  roll(id: string, successor: KeyRecord, expiresAt: string): Promise<KeyRecord | undefined>
+  /** Changes the key's name, scopes or rate-limit policies. Undefined when no such key. */
+  update(id: string, changes: KeyChanges): Promise<KeyRecord | undefined>
   /** Records a use of the key. Best effort: callers throttle it and ignore its failures. */
   touch(id: string, at: string): Promise<void>
 }

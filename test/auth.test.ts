@@ -26,10 +26,10 @@ t.test('key authentication', async (t) => {
       id,
       prefix: secret.slice(0, 12),
       accountId: 'acct_test',
-      scopes: ['studio:read', 'stream:read', 'stream:golive'],
+      scopes: ['studio:read', 'stream:read', 'stream:golive', 'keys:read', 'keys:write'],
       expiresAt: null,
     })
-    t.equal(res.headers['x-key-scopes'], 'studio:read, stream:read, stream:golive')
+    t.equal(res.headers['x-key-scopes'], 'studio:read, stream:read, stream:golive, keys:read, keys:write')
     t.equal(res.headers['cache-control'], 'no-store')
   })
 

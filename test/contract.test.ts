@@ -33,6 +33,7 @@ type Kind = keyof typeof gatewayKinds
 interface Context {
   gw: TestGateway
   secret: string
+  /** The id in the operation's path: a studio, or a key made for this request (key routes). */
   studioId: string
 }
 
@@ -76,7 +77,10 @@ const scenarios: Record<ErrorCode | 'success', Scenario> = {
   internal: { kind: 'keyStoreCorrupt', run: (send) => send() },
 }
 
-const urlOf = (op: Operation, studioId: string) => op.template.replace('{studioId}', studioId)
+const urlOf = (op: Operation, id: string) => op.template.replace('{studioId}', id).replace('{keyId}', id)
+
+/** The body an operation needs to succeed (the others take none, or an optional one). */
+const bodies: Record<string, object> = { createKey: { name: 'contract', scopes: ['studio:read'] } }
 
 /** The codes an error response of the document lists (its enum), or `success` for a 2xx. */
 function outcomesOf(response: Json): Array<ErrorCode | 'success'> {
@@ -110,12 +114,16 @@ t.test('every operation × every declared status × every code answers as openap
           t.fail(`${label}: no scenario produces it`)
           continue
         }
-        const context = await contextOf(scenario.kind)
+        const shared = await contextOf(scenario.kind)
+        // Key routes act on a key of their own: rolling or revoking it leaves the caller's alone.
+        const context = op.template.includes('{keyId}') ? { ...shared, studioId: (await shared.gw.key()).id } : shared
+        const body = bodies[String(op.object.operationId)]
         const send = (overrides: Partial<Sent> = {}) =>
           context.gw.app.inject({
             method: op.method.toUpperCase() as InjectOptions['method'],
             url: overrides.url ?? urlOf(op, context.studioId),
             headers: overrides.headers ?? bearer(context.secret),
+            ...(body === undefined ? {} : { payload: body }),
           })
         const answer = await scenario.run(send, context, op)
         t.equal(String(answer.statusCode), status, label)

@@ -1,7 +1,15 @@
 import t from 'tap'
 import { unavailable } from '../lib/errors.js'
+import { createAnswerSealer } from '../lib/sealed-answers.js'
 import type { StudioService } from '../stores/types.js'
-import { bearer, errorOf, startGateway } from './helpers/gateway.js'
+import { bearer, errorOf, startGateway, type TestGateway } from './helpers/gateway.js'
+
+/** What a record of `idempotencyKey` is stored under: its HMAC under the store's secret, never the key. */
+async function storedAs(gw: TestGateway, idempotencyKey: string): Promise<string> {
+  // Made by the gateway at start: the value offered here is never stored.
+  const secret = await gw.store.settings.getOrCreate('idempotency_secret', () => 'unused')
+  return createAnswerSealer(Buffer.from(secret, 'base64url')).lookupKeyOf(idempotencyKey)
+}
 
 const WRITES = { WRITES_ENABLED: 'true' }
 
@@ -204,17 +212,21 @@ t.test('requests refused before the write do not use up the key', async (t) => {
   })
   t.equal(res.statusCode, 503)
   t.equal(errorOf(t, res).code, 'write_disabled')
-  t.equal(await gated.store.idempotency.find(id, 'gated'), undefined, 'a gated write claims nothing')
+  t.equal(
+    await gated.store.idempotency.find(id, await storedAs(gated, 'gated')),
+    undefined,
+    'a gated write claims nothing',
+  )
 })
 
 t.test('expired records are ignored and pruned; abandoned claims are taken over', async (t) => {
   const { gw, key, post } = await writeGateway(t)
   const dayAgo = new Date(Date.now() - 25 * 60 * 60 * 1000).toISOString()
   const hourAgo = new Date(Date.now() - 60 * 60 * 1000).toISOString()
-  await gw.store.idempotency.claim(key.id, 'old', 'another request', dayAgo)
-  await gw.store.idempotency.complete(key.id, 'old', dayAgo, 200, '{}')
-  await gw.store.idempotency.claim(key.id, 'abandoned', 'any', hourAgo)
-  await gw.store.idempotency.claim('key_other', 'stale', 'any', dayAgo)
+  await gw.store.idempotency.claim(key.id, await storedAs(gw, 'old'), 'another request', dayAgo)
+  await gw.store.idempotency.complete(key.id, await storedAs(gw, 'old'), dayAgo, 200, '{}')
+  await gw.store.idempotency.claim(key.id, await storedAs(gw, 'abandoned'), 'any', hourAgo)
+  await gw.store.idempotency.claim('key_other', await storedAs(gw, 'stale'), 'any', dayAgo)
 
   const expired = await post('go-live', 'old')
   t.equal(expired.statusCode, 200, 'a record over 24 h old is as if absent')
@@ -225,21 +237,25 @@ t.test('expired records are ignored and pruned; abandoned claims are taken over'
 
   let pruned = false
   for (let i = 0; i < 100 && !pruned; i++) {
-    pruned = (await gw.store.idempotency.find('key_other', 'stale')) === undefined
+    pruned = (await gw.store.idempotency.find('key_other', await storedAs(gw, 'stale'))) === undefined
     if (!pruned) await new Promise((resolve) => setTimeout(resolve, 20))
   }
   t.ok(pruned, 'expired records of any key are deleted')
-  t.match(await gw.store.idempotency.find(key.id, 'old'), { statusCode: 200 }, 'the new record replaced the old')
+  t.match(
+    await gw.store.idempotency.find(key.id, await storedAs(gw, 'old')),
+    { statusCode: 200 },
+    'the new record replaced the old',
+  )
 })
 
 t.test('a retry waits for a first request still running, then 503 unavailable', async (t) => {
   const { gw, key, post } = await writeGateway(t, { env: { UPSTREAM_TIMEOUT: '100ms' } })
-  await gw.store.idempotency.claim(key.id, 'running', 'another', new Date().toISOString())
+  await gw.store.idempotency.claim(key.id, await storedAs(gw, 'running'), 'another', new Date().toISOString())
   const res = await post('go-live', 'running')
   t.equal(res.statusCode, 400, 'a running request with another fingerprint: refused at once')
   const { fingerprintOf } = await import('../lib/idempotency.js')
-  const fingerprint = fingerprintOf('POST', '/v1/studios/:studioId/stream/go-live', 'std_x', null)
-  await gw.store.idempotency.claim(key.id, 'running-same', fingerprint, new Date().toISOString())
+  const fingerprint = fingerprintOf('POST', '/v1/studios/:studioId/stream/go-live', { studioId: 'std_x' }, null)
+  await gw.store.idempotency.claim(key.id, await storedAs(gw, 'running-same'), fingerprint, new Date().toISOString())
   const waited = await gw.app.inject({
     method: 'POST',
     url: '/v1/studios/std_x/stream/go-live',

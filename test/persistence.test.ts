@@ -1,12 +1,9 @@
-import { join } from 'node:path'
-import BetterSqlite3 from 'better-sqlite3'
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely'
-import pg from 'pg'
+import type { Kysely } from 'kysely'
 import t from 'tap'
 import { migrateToLatest } from '../stores/sql/migrations.js'
-import { SQLITE_FILE } from '../stores/sqlite.js'
 import { freshStoreEnv } from './helpers/database.js'
 import { bearer, startGateway } from './helpers/gateway.js'
+import { currentSchema, rawDatabase } from './helpers/stored-rows.js'
 
 t.test('the store survives a restart (SQLite file, or PostgreSQL schema)', async (t) => {
   const first = await startGateway(t, { env: { WRITES_ENABLED: 'true' } })
@@ -72,18 +69,3 @@ t.test('migration 0003 carries a key limit of an older store over as its first p
     ].sort(),
   )
 })
-
-async function rawDatabase(storeEnv: Record<string, string>): Promise<Kysely<unknown>> {
-  if (storeEnv.DATABASE_URL !== undefined) {
-    return new Kysely({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: storeEnv.DATABASE_URL }) }),
-    })
-  }
-  const file = new BetterSqlite3(join(storeEnv.DATA_DIR as string, SQLITE_FILE))
-  return new Kysely({ dialect: new SqliteDialect({ database: file }) })
-}
-
-async function currentSchema(db: Kysely<unknown>): Promise<string> {
-  const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db)
-  return (rows[0] as { schema: string }).schema
-}

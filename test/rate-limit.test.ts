@@ -57,7 +57,11 @@ t.test('a key gets RATE_LIMIT_MAX requests per window, then 429 until Retry-Afte
   const retryAfter = expectRateLimited(t, limited)
   t.ok(retryAfter <= 3, 'Retry-After is no longer than the window and a slot')
   t.equal(limited.headers['ratelimit-reset'], limited.headers['retry-after'])
-  t.equal(limited.headers['x-key-scopes'], 'studio:read, stream:read, stream:golive', 'the key is known on a 429')
+  t.equal(
+    limited.headers['x-key-scopes'],
+    'studio:read, stream:read, stream:golive, keys:read, keys:write',
+    'the key is known on a 429',
+  )
   t.equal(gw.app.rateLimitStats.rejected.key, 1, 'the rejection is counted')
 
   // Waiting what Retry-After says is enough (a few ms of margin for timer granularity).
@@ -365,12 +369,12 @@ t.test("a key's policies can be changed after creation and apply within KEY_CACH
   const gw = await startGateway(t, { env: { RATE_LIMIT_MAX: '100', KEY_CACHE_TTL: '200ms' } })
   const { secret, id } = await gw.key()
   t.equal((await get(gw, '/v1/key', bearer(secret))).headers['ratelimit-limit'], '100')
-  await gw.store.keys.setRateLimits(id, [{ max: 1, windowMs: 60_000 }])
+  await gw.store.keys.update(id, { rateLimits: [{ max: 1, windowMs: 60_000 }] })
   await sleep(250)
   const res = await get(gw, '/v1/key', bearer(secret))
   t.equal(res.headers['ratelimit-policy'], '"1m";q=1;w=60', 'the new policy')
   expectRateLimited(t, await get(gw, '/v1/key', bearer(secret)))
-  await gw.store.keys.setRateLimits(id, null)
+  await gw.store.keys.update(id, { rateLimits: null })
   await sleep(250)
   t.equal((await get(gw, '/v1/key', bearer(secret))).headers['ratelimit-limit'], '100', 'back to the default')
 })

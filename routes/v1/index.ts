@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import key from './key.js'
+import keys from './keys.js'
 import studios from './studios/index.js'
 import sessions from './studios/sessions.js'
 import stream from './studios/stream.js'
@@ -10,6 +11,7 @@ const v1Routes: FastifyPluginAsync = async (app) => {
   await app.register(stream)
   await app.register(sessions)
   await app.register(key)
+  await app.register(keys)
 }
 
 export default v1Routes

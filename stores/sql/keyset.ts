@@ -1,3 +1,4 @@
+import { sql } from 'kysely'
 import { BadPosition } from '../errors.js'
 import type { Page, PageRequest } from '../types.js'
 
@@ -43,4 +44,13 @@ export function toPage<Row, T>(
   const items = hasMore ? rows.slice(0, page.limit) : rows
   const last = items.at(-1)
   return { items: items.map(convert), next: hasMore && last !== undefined ? positionOf(last) : null }
+}
+
+/**
+ * The rows after a position, in a list ordered by (created_at, id) ascending: one row-value
+ * comparison, which SQLite and PostgreSQL both answer from the (account, created_at) index.
+ */
+export function createdAfter(position: string) {
+  const { sortValue, id } = decodeKeyset(position)
+  return sql<boolean>`(created_at, id) > (${sortValue}, ${id})`
 }

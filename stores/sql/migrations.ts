@@ -118,6 +118,23 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('api_keys').dropColumn('rate_limit_window_ms').execute()
     },
   },
+  '0004_key_management': {
+    async up(db: Kysely<unknown>) {
+      // Keys get a name and the one who minted them; every key so far came from the command line
+      // or the demo seed.
+      await db.schema.alterTable('api_keys').addColumn('name', 'text').execute()
+      await db.schema
+        .alterTable('api_keys')
+        .addColumn('created_by', 'text', (c) => c.notNull().defaultTo('cli'))
+        .execute()
+      // A rolled key names its successor (and cannot be rolled again: its expiry is its grace's end).
+      await db.schema.alterTable('api_keys').addColumn('replaced_by', 'text').execute()
+      // Idempotency records are now kept by a hash of the Idempotency-Key with a sealed answer
+      // (lib/sealed-answers.ts): the ones stored in clear before cannot be read that way, and are
+      // dropped (a retry of such a write runs again; go-live and go-offline are idempotent anyway).
+      await db.deleteFrom('idempotency_records' as never).execute()
+    },
+  },
   '0005_test_mode': {
     async up(db: Kysely<unknown>) {
       // Test keys (sk_test_) and the sandbox studios they see. Every existing row is live data.

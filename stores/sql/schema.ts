@@ -18,6 +18,12 @@ export interface ApiKeysTable {
   last_used_at: string | null
   /** The key's own rate-limit policies, JSON `[{"max":…,"windowMs":…}, …]`; null for the gateway's default. */
   rate_limits: string | null
+  /** A name for people; null for keys minted before names existed. */
+  name: string | null
+  /** Who minted the key: the id of the key that called the API, or `cli` (the command line, the demo seed). */
+  created_by: string
+  /** The key that replaced this one when it was rolled; null until then. */
+  replaced_by: string | null
 }
 
 export interface StudiosTable {
@@ -52,11 +58,13 @@ export interface SettingsTable {
 
 export interface IdempotencyRecordsTable {
   key_id: string
+  /** HMAC-SHA-256 (hex) of the client's Idempotency-Key under the server's secret, never the key itself. */
   idempotency_key: string
   /** SHA-256 (hex) of what the request asked for: method, route, studio id and body. */
   fingerprint: string
   /** Null while the first request runs (a claim); the answer's status once it is stored. */
   status_code: number | null
+  /** The answer, sealed with a key derived from the client's Idempotency-Key (lib/sealed-answers.ts). */
   body: string | null
   created_at: string
 }

@@ -3,13 +3,13 @@ import type { InjectOptions } from 'fastify'
 import type { Test } from 'tap'
 import { type App, buildApp } from '../../app.js'
 import { type Config, loadConfig } from '../../config.js'
-import { displayPrefix, type Mode, type Scope } from '../../lib/api-keys.js'
+import { displayPrefix, type Mode, type Scope, scopes } from '../../lib/api-keys.js'
 import { type MintKeyInput, mintKey } from '../../lib/mint-key.js'
 import type { KeyStore, SqlStore, StudioService } from '../../stores/types.js'
 import { contract } from './contract.js'
 import { freshStoreEnv } from './database.js'
 
-export const allScopes: Scope[] = ['studio:read', 'stream:read', 'stream:golive']
+export const allScopes: Scope[] = [...scopes]
 
 /**
  * Every key secret minted in this test process (by `gw.key()`, or handed to `rememberSecret`).

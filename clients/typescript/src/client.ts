@@ -24,16 +24,31 @@ export type Session = Schemas['Session']
 export type StudioList = Schemas['StudioList']
 export type SessionList = Schemas['SessionList']
 export type ApiKey = Schemas['ApiKey']
+/** A key of the account as the key API shows it (never its secret). */
+export type ApiKeyDetails = Schemas['ApiKeyDetails']
+/** A key just created or rolled, with its secret: the only time the secret is shown. */
+export type NewApiKey = Schemas['NewApiKey']
+export type ApiKeyList = Schemas['ApiKeyList']
 export type Scope = Schemas['Scope']
 export type ErrorEnvelope = Schemas['ErrorEnvelope']
 
-/** The 200 body of an operation, as openapi.yaml declares it. */
-type Ok<Op extends OperationId> = operations[Op]['responses'][200]['content']['application/json']
+type Json<R> = R extends { content: { 'application/json': infer B } } ? B : never
+/** The success body of an operation (its 201, else its 200), as openapi.yaml declares it. */
+type Ok<Op extends OperationId> = operations[Op]['responses'] extends { 201: infer R }
+  ? Json<R>
+  : operations[Op]['responses'] extends { 200: infer R }
+    ? Json<R>
+    : never
 
 export type ListStudiosQuery = NonNullable<operations['listStudios']['parameters']['query']>
 export type ListSessionsQuery = NonNullable<operations['listSessions']['parameters']['query']>
 /** The optional body of go-live. */
 export type GoLiveInput = NonNullable<NonNullable<operations['goLive']['requestBody']>['content']['application/json']>
+export type ListKeysQuery = NonNullable<operations['listKeys']['parameters']['query']>
+/** What a new key is made of: a name, scopes (a subset of the calling key's), optional expiry and rate limits. */
+export type CreateKeyInput = operations['createKey']['requestBody']['content']['application/json']
+/** The optional body of a roll: `{ gracePeriod }` in seconds (default 86 400, 0 for at once). */
+export type RollKeyInput = NonNullable<NonNullable<operations['rollKey']['requestBody']>['content']['application/json']>
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false
 /** The method and path under which openapi.yaml declares the operation `Op`. */
@@ -55,6 +70,11 @@ const routes = {
   goLive: { method: 'POST', path: '/v1/studios/{studioId}/stream/go-live' },
   goOffline: { method: 'POST', path: '/v1/studios/{studioId}/stream/go-offline' },
   getKey: { method: 'GET', path: '/v1/key' },
+  createKey: { method: 'POST', path: '/v1/keys' },
+  listKeys: { method: 'GET', path: '/v1/keys' },
+  getKeyById: { method: 'GET', path: '/v1/keys/{keyId}' },
+  rollKey: { method: 'POST', path: '/v1/keys/{keyId}/roll' },
+  revokeKey: { method: 'POST', path: '/v1/keys/{keyId}/revoke' },
 } as const satisfies { [Op in OperationId]: RouteOf<Op> }
 
 /** What the gateway echoes as a request id (DESIGN: 1–128 of these characters). */
@@ -106,7 +126,7 @@ export type ClientEvent =
 export interface ClientOptions {
   /** The gateway's origin, optionally with a path prefix: `https://api.example.com`. */
   baseUrl: string
-  /** `sk_live_…`, sent as `Authorization: Bearer`. Never logged, never put in an error or event. */
+  /** `sk_live_…` (or a test key, `sk_test_…`), sent as `Authorization: Bearer`. Never logged, never put in an error or event. */
   apiKey: string
   retry?: RetryOptions
   /** Default deadline of a call, every attempt and wait included (ms). Default: none. */
@@ -146,7 +166,7 @@ export interface CallOptions {
    */
   requestId?: string
   /**
-   * go-live / go-offline only: your own Idempotency-Key for this call (to repeat a write safely
+   * Writes (POST) only: your own Idempotency-Key for this call (to repeat a write safely
    * across process restarts), or false to send none (and not retry). Default: the client's setting.
    */
   idempotencyKey?: string | false
@@ -155,6 +175,7 @@ export interface CallOptions {
 interface Request<Op extends OperationId = OperationId> {
   operation: Op
   studioId?: string
+  keyId?: string
   query?: Record<string, string | number | undefined>
   body?: unknown
   /** A list answer must have `data` and `nextCursor`: pagination depends on them. */
@@ -207,6 +228,13 @@ export class StudioGatewayClient {
       options: CallOptions = {},
     ): AsyncGenerator<Session> =>
       this.#everyItem('listSessions', (cursor) => this.listSessions(studioId, { ...query, cursor }, options)),
+  }
+
+  /** Every key of the account, page after page. */
+  readonly keys = {
+    /** `for await (const key of client.keys.all())`: oldest first, to the end. */
+    all: (query: Omit<ListKeysQuery, 'cursor'> = {}, options: CallOptions = {}): AsyncGenerator<ApiKeyDetails> =>
+      this.#everyItem('listKeys', (cursor) => this.listKeys({ ...query, cursor }, options)),
   }
 
   constructor(options: ClientOptions) {
@@ -265,6 +293,38 @@ export class StudioGatewayClient {
   /** The calling key (never its secret). Any valid key. */
   getKey(options?: CallOptions): Promise<ApiKey> {
     return this.#call({ operation: 'getKey' }, options)
+  }
+
+  /**
+   * Creates a key of the account and answers it with its secret, the only time it is shown. Scope
+   * `keys:write`; the new key's scopes must be among the calling key's. Retried safely (with an
+   * Idempotency-Key, a retry gets the same key and secret).
+   */
+  createKey(input: CreateKeyInput, options?: CallOptions): Promise<NewApiKey> {
+    return this.#call({ operation: 'createKey', body: input }, options)
+  }
+
+  /** A page of the account's keys, oldest first (never their secrets). Scope `keys:read`. */
+  listKeys(query: ListKeysQuery = {}, options?: CallOptions): Promise<ApiKeyList> {
+    return this.#call({ operation: 'listKeys', query, list: true }, options)
+  }
+
+  /** One key of the account (never its secret). Scope `keys:read`. */
+  getKeyById(keyId: string, options?: CallOptions): Promise<ApiKeyDetails> {
+    return this.#call({ operation: 'getKeyById', keyId }, options)
+  }
+
+  /**
+   * A successor of the key with a new secret (answered once); the old secret keeps working for the
+   * grace period (`gracePeriod` seconds, 24 h by default), then expires. Scope `keys:write`.
+   */
+  rollKey(keyId: string, input?: RollKeyInput, options?: CallOptions): Promise<NewApiKey> {
+    return this.#call({ operation: 'rollKey', keyId, body: input }, options)
+  }
+
+  /** Revokes the key: refused from now on. Scope `keys:write`. */
+  revokeKey(keyId: string, options?: CallOptions): Promise<ApiKeyDetails> {
+    return this.#call({ operation: 'revokeKey', keyId }, options)
   }
 
   async *#everyItem<T>(
@@ -515,15 +575,14 @@ export class StudioGatewayClient {
   }
 
   #urlOf(path: string, request: Request): string {
-    let resolved = path
-    if (path.includes('{studioId}')) {
-      const { studioId } = request
+    const resolved = path.replace(/\{(studioId|keyId)\}/g, (_, name: 'studioId' | 'keyId') => {
+      const id = request[name]
       // `.` and `..` would be read as dot segments by the URL parser and reach another route.
-      if (typeof studioId !== 'string' || studioId === '' || studioId === '.' || studioId === '..') {
-        throw new TypeError('studioId must be a non-empty id (std_…)')
+      if (typeof id !== 'string' || id === '' || id === '.' || id === '..') {
+        throw new TypeError(`${name} must be a non-empty id (${name === 'studioId' ? 'std_' : 'key_'}…)`)
       }
-      resolved = path.replace('{studioId}', encodeURIComponent(studioId))
-    }
+      return encodeURIComponent(id)
+    })
     const search = new URLSearchParams()
     for (const [name, value] of Object.entries(request.query ?? {})) {
       if (value !== undefined) search.set(name, String(value))

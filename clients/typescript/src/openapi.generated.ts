@@ -144,6 +144,90 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the keys of your account
+         * @description Oldest first, revoked and expired keys included. Never a secret. Follow `nextCursor` for the next page.
+         */
+        get: operations["listKeys"];
+        put?: never;
+        /**
+         * Create a key
+         * @description Mints a key of your account with a subset of the calling key’s scopes, limits no looser than its own, and an expiry no later than its own. The answer carries the secret, once (`Cache-Control: no-store`). A scope the calling key lacks is `403 insufficient_scope` naming it. Send an `Idempotency-Key` to retry safely: a retry with the same key gets the same answer, secret included (stored sealed, never in clear).
+         */
+        post: operations["createKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/{keyId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a key
+         * @description Never its secret. A key of another account answers 404, exactly as a missing one.
+         */
+        get: operations["getKeyById"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/{keyId}/roll": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Roll a key
+         * @description Mints a successor with the same name, scopes, rate limits and expiry, and answers it with its secret, once. The old secret keeps working for `gracePeriod` seconds (24 h by default, 0 for at once, at most 7 days), then expires; every instance knows within a second. A key may roll itself; the calling key must hold every scope of the key it rolls. Only an active key that was not rolled before can be rolled (`400` otherwise). Send an `Idempotency-Key` to retry safely.
+         */
+        post: operations["rollKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/{keyId}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke a key
+         * @description Refused from this moment: every instance knows within a second. Revoking a revoked key answers it unchanged. A key may revoke itself; the calling key must hold every scope of the key it revokes.
+         */
+        post: operations["revokeKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -169,7 +253,7 @@ export interface components {
          * @description A permission an API key can hold.
          * @enum {string}
          */
-        Scope: "studio:read" | "stream:read" | "stream:golive";
+        Scope: "studio:read" | "stream:read" | "stream:golive" | "keys:read" | "keys:write";
         /** @description A studio of your account. */
         Studio: {
             /**
@@ -259,6 +343,121 @@ export interface components {
             scopes: components["schemas"]["Scope"][];
             /** @description null when the key does not expire. */
             expiresAt: string | null;
+        };
+        /** @description A key of your account. Never its secret. */
+        ApiKeyDetails: {
+            /**
+             * @description Key id (`key_…`).
+             * @example key_8sHq2Lr0PzWm4NcA
+             */
+            id: string;
+            /**
+             * @description `live`, or `test` (`sk_test_`, sees the sandbox only). A key manages and mints keys of its own mode only.
+             * @enum {string}
+             */
+            mode: "live" | "test";
+            /** @description null for keys minted before keys had names. */
+            name: string | null;
+            /**
+             * @description The first characters of the secret, to recognise it.
+             * @example sk_live_Ab3d
+             */
+            prefix: string;
+            scopes: components["schemas"]["Scope"][];
+            /**
+             * @description Whether the key is accepted now.
+             * @enum {string}
+             */
+            status: "active" | "revoked" | "expired";
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp in UTC.
+             * @example 2026-11-25T09:30:00.000Z
+             */
+            createdAt: string;
+            /** @description null when the key does not expire. A rolled key expires when its grace period ends. */
+            expiresAt: string | null;
+            revokedAt: string | null;
+            /** @description Recorded at most once a minute per key: a recent use may not show yet. */
+            lastUsedAt: string | null;
+            /** @description null: the gateway's default. */
+            rateLimits: {
+                /** @description Requests allowed in any window. */
+                max: number;
+                /** @description The window, in seconds. */
+                windowSeconds: number;
+            }[] | null;
+            /**
+             * @description The id of the key that created this one over the API, or `cli` (the command line or the demo seed).
+             * @example key_3Xq0PzWm4NcA8sHq
+             * @example cli
+             */
+            createdBy: string;
+            /** @description The key that replaced this one when it was rolled (this one then expires at the end of the grace period); null until then. */
+            replacedBy: string | null;
+        };
+        /** @description A key just minted, with its secret, once. */
+        NewApiKey: {
+            /**
+             * @description Key id (`key_…`).
+             * @example key_8sHq2Lr0PzWm4NcA
+             */
+            id: string;
+            /**
+             * @description `live`, or `test` (`sk_test_`, sees the sandbox only). A key manages and mints keys of its own mode only.
+             * @enum {string}
+             */
+            mode: "live" | "test";
+            /** @description null for keys minted before keys had names. */
+            name: string | null;
+            /**
+             * @description The first characters of the secret, to recognise it.
+             * @example sk_live_Ab3d
+             */
+            prefix: string;
+            scopes: components["schemas"]["Scope"][];
+            /**
+             * @description Whether the key is accepted now.
+             * @enum {string}
+             */
+            status: "active" | "revoked" | "expired";
+            /**
+             * Format: date-time
+             * @description RFC 3339 timestamp in UTC.
+             * @example 2026-11-25T09:30:00.000Z
+             */
+            createdAt: string;
+            /** @description null when the key does not expire. A rolled key expires when its grace period ends. */
+            expiresAt: string | null;
+            revokedAt: string | null;
+            /** @description Recorded at most once a minute per key: a recent use may not show yet. */
+            lastUsedAt: string | null;
+            /** @description null: the gateway's default. */
+            rateLimits: {
+                /** @description Requests allowed in any window. */
+                max: number;
+                /** @description The window, in seconds. */
+                windowSeconds: number;
+            }[] | null;
+            /**
+             * @description The id of the key that created this one over the API, or `cli` (the command line or the demo seed).
+             * @example key_3Xq0PzWm4NcA8sHq
+             * @example cli
+             */
+            createdBy: string;
+            /** @description The key that replaced this one when it was rolled (this one then expires at the end of the grace period); null until then. */
+            replacedBy: string | null;
+            /**
+             * @description The secret: shown in this answer only (and to a retry with the same Idempotency-Key). Store it now.
+             * @example sk_live_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb3dEf
+             */
+            secret: string;
+        };
+        /** @description A page of keys, oldest first. */
+        ApiKeyList: {
+            data: components["schemas"]["ApiKeyDetails"][];
+            /** @description Pass it as `cursor` to get the next page; null on the last page. */
+            nextCursor: string | null;
         };
     };
     responses: never;
@@ -1908,6 +2107,1097 @@ export interface operations {
                      * @example studio:read, stream:read
                      */
                     "X-Key-Scopes"?: string;
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listKeys: {
+        parameters: {
+            query?: {
+                /** @description How many items to return, 1–100. */
+                limit?: number;
+                /** @description Opaque cursor from the `nextCursor` of a previous page of the same list. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of keys, oldest first. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyList"];
+                };
+            };
+            /** @description `invalid_request`: Malformed input: fix the request, do not retry it unchanged. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_key`: No key sent, or the key is unknown, revoked, or expired. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_key";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "insufficient_scope";
+                            /** @enum {string} */
+                            requiredScope: "keys:read";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The rate limit is exceeded: retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `internal`: An unexpected error on our side: retry with backoff. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "internal";
+                        };
+                    };
+                };
+            };
+            /** @description `unavailable`: A dependency is temporarily down: retry with backoff. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    createKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`. */
+                "Idempotency-Key"?: string;
+                /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description A name for people, 1–100 characters.
+                     * @example billing worker
+                     */
+                    name: string;
+                    /** @description A subset of the calling key’s scopes. */
+                    scopes: components["schemas"]["Scope"][];
+                    /** @description In the future, and no later than the calling key’s own expiry. Omitted or null: the calling key’s expiry (none for a key without one). */
+                    expiresAt?: string | null;
+                    /** @description No more than the calling key’s own limits allow. Omitted or null: the calling key’s own policies (the gateway’s default if it has none). */
+                    rateLimits?: {
+                        /** @description Requests allowed in any window. */
+                        max: number;
+                        /** @description The window, in seconds. */
+                        windowSeconds: number;
+                    }[] | null;
+                };
+            };
+        };
+        responses: {
+            /** @description A key just minted, with its secret, once. */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    /** @description `true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key`, replayed rather than run again. */
+                    "Idempotent-Replayed"?: "true";
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewApiKey"];
+                };
+            };
+            /** @description `invalid_request`: Malformed input: fix the request, do not retry it unchanged. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_key`: No key sent, or the key is unknown, revoked, or expired. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_key";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "insufficient_scope";
+                            /** @enum {string} */
+                            requiredScope: "studio:read" | "stream:read" | "stream:golive" | "keys:read" | "keys:write";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The rate limit is exceeded: retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `internal`: An unexpected error on our side: retry with backoff. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "internal";
+                        };
+                    };
+                };
+            };
+            /** @description `unavailable`: A dependency is temporarily down: retry with backoff. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    getKeyById: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
+            };
+            path: {
+                /**
+                 * @description The id of a key of your account (`key_…`).
+                 * @example key_8sHq2Lr0PzWm4NcA
+                 */
+                keyId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A key of your account. Never its secret. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyDetails"];
+                };
+            };
+            /** @description `invalid_request`: Malformed input: fix the request, do not retry it unchanged. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_key`: No key sent, or the key is unknown, revoked, or expired. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_key";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "insufficient_scope";
+                            /** @enum {string} */
+                            requiredScope: "keys:read";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: The resource does not exist, or the account cannot see it. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The rate limit is exceeded: retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `internal`: An unexpected error on our side: retry with backoff. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "internal";
+                        };
+                    };
+                };
+            };
+            /** @description `unavailable`: A dependency is temporarily down: retry with backoff. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    rollKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes the call safe to retry: 1–255 visible ASCII characters (a UUID per call, say), the same on each attempt. The first answer is stored for 24 h and replayed (with `Idempotent-Replayed: true`) to a retry with the same key; the same key with a different request is `400 invalid_request`. */
+                "Idempotency-Key"?: string;
+                /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
+            };
+            path: {
+                /**
+                 * @description The id of a key of your account (`key_…`).
+                 * @example key_8sHq2Lr0PzWm4NcA
+                 */
+                keyId: string;
+            };
+            cookie?: never;
+        };
+        /** @description Optional. An empty body rolls with the default grace period (24 h). */
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Seconds the old secret keeps working: 0 (refused at once) to 604800 (7 days); 86400 by default.
+                     * @default 86400
+                     */
+                    gracePeriod?: number;
+                } | null;
+            };
+        };
+        responses: {
+            /** @description A key just minted, with its secret, once. */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    /** @description `true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key`, replayed rather than run again. */
+                    "Idempotent-Replayed"?: "true";
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NewApiKey"];
+                };
+            };
+            /** @description `invalid_request`: Malformed input: fix the request, do not retry it unchanged. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_key`: No key sent, or the key is unknown, revoked, or expired. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_key";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "insufficient_scope";
+                            /** @enum {string} */
+                            requiredScope: "studio:read" | "stream:read" | "stream:golive" | "keys:read" | "keys:write";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: The resource does not exist, or the account cannot see it. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    /** @description `true` when this answer is the stored answer of an earlier request with the same `Idempotency-Key`, replayed rather than run again. */
+                    "Idempotent-Replayed"?: "true";
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The rate limit is exceeded: retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `internal`: An unexpected error on our side: retry with backoff. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "internal";
+                        };
+                    };
+                };
+            };
+            /** @description `unavailable`: A dependency is temporarily down: retry with backoff. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+    };
+    revokeKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your own id for this request, echoed in the response header and the error envelope when it is 1–128 of `[A-Za-z0-9._:-]`; otherwise the gateway generates one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description Test keys only (`sk_test_…`): once the key and its rate limit are checked, answer this error exactly as this operation answers it for real (status, envelope, headers; `Retry-After: 1` on `rate_limited` and `unavailable`). A code the operation cannot answer is `400 invalid_request`, naming the ones it can; a live key sending the header gets `400 invalid_request`. */
+                "Simulate-Error"?: "invalid_request" | "invalid_key" | "insufficient_scope" | "not_found" | "rate_limited" | "unavailable" | "internal";
+                /** @description Test keys only (`sk_test_…`): delays the answer by this many milliseconds, 0–10000, for timeout tests. A live key sending it gets `400 invalid_request`. */
+                "Simulate-Latency"?: components["parameters"]["Simulate-Latency"];
+            };
+            path: {
+                /**
+                 * @description The id of a key of your account (`key_…`).
+                 * @example key_8sHq2Lr0PzWm4NcA
+                 */
+                keyId: string;
+            };
+            cookie?: never;
+        };
+        /** @description None. An empty body is accepted. */
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never> | null;
+            };
+        };
+        responses: {
+            /** @description A key of your account. Never its secret. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyDetails"];
+                };
+            };
+            /** @description `invalid_request`: Malformed input: fix the request, do not retry it unchanged. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_request";
+                        };
+                    };
+                };
+            };
+            /** @description `invalid_key`: No key sent, or the key is unknown, revoked, or expired. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "invalid_key";
+                        };
+                    };
+                };
+            };
+            /** @description `insufficient_scope`: The key is valid but lacks the scope this route needs. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "insufficient_scope";
+                            /** @enum {string} */
+                            requiredScope: "studio:read" | "stream:read" | "stream:golive" | "keys:read" | "keys:write";
+                        };
+                    };
+                };
+            };
+            /** @description `not_found`: The resource does not exist, or the account cannot see it. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "X-Key-Scopes": components["headers"]["X-Key-Scopes"];
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "not_found";
+                        };
+                    };
+                };
+            };
+            /** @description `rate_limited`: The rate limit is exceeded: retry after Retry-After seconds. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "rate_limited";
+                        };
+                    };
+                };
+            };
+            /** @description `internal`: An unexpected error on our side: retry with backoff. */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Limit": components["headers"]["RateLimit-Limit"];
+                    "RateLimit-Remaining": components["headers"]["RateLimit-Remaining"];
+                    "RateLimit-Reset": components["headers"]["RateLimit-Reset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"] & {
+                        error: {
+                            /** @enum {string} */
+                            code: "internal";
+                        };
+                    };
+                };
+            };
+            /** @description `unavailable`: A dependency is temporarily down: retry with backoff. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /**
+                     * @description The scopes the calling key holds, comma-separated: see a missing scope before it fails.
+                     * @example studio:read, stream:read
+                     */
+                    "X-Key-Scopes"?: string;
+                    "X-Accepted-Scopes": components["headers"]["X-Accepted-Scopes"];
                     "Retry-After": components["headers"]["Retry-After"];
                     "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
                     RateLimit: components["headers"]["RateLimit"];

@@ -42,7 +42,7 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/studios/:studioId/stream/go-live',
     {
-      config: { scope: 'stream:golive', write: true },
+      config: { scope: 'stream:golive', write: true, idempotent: true },
       schema: {
         operationId: 'goLive',
         summary: 'Go live',
@@ -67,7 +67,7 @@ const stream: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/studios/:studioId/stream/go-offline',
     {
-      config: { scope: 'stream:golive', write: true },
+      config: { scope: 'stream:golive', write: true, idempotent: true },
       schema: {
         operationId: 'goOffline',
         summary: 'Go offline',
