@@ -12,6 +12,7 @@ import { createIdempotency } from './lib/idempotency.js'
 import { openInvalidationChannel } from './lib/key-invalidation/index.js'
 import { createKeyManagement, type KeyManagement } from './lib/key-management.js'
 import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
+import { stdoutDestination } from './lib/log-destination.js'
 import { createMetrics, type Metrics } from './lib/metrics.js'
 import { lazyChildLogger } from './lib/request-logger.js'
 import { provisionSandbox } from './lib/sandbox.js'
@@ -70,14 +71,13 @@ const REDACTED_PATHS = [
 ]
 
 /**
- * JSON lines, never pretty-printed. To stdout, asynchronously: a line is queued and written while
- * the request goes on, and lines queued during a write go out together in the next one (pino's
- * default is one blocking write(2) per line, a syscall per request at info). pino writes what is
- * still queued when the process exits.
+ * JSON lines, never pretty-printed. To stdout, asynchronously: lines are queued and written while
+ * requests go on, together (pino's default is one blocking write(2) per line, a syscall per request
+ * at info; see lib/log-destination.ts). What is still queued is written when the process exits.
  */
 function createLogger(level: Config['logLevel'], stream?: DestinationStream) {
   const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
-  const destination = stream ?? pino.destination({ dest: 1, sync: false })
+  const destination = stream ?? stdoutDestination()
   return { logger: pino(options, destination), destination }
 }
 

@@ -37,12 +37,16 @@ export default fp<ObserveOptions>(
       metrics.recordRequest(request.method, route.url ?? UNMATCHED_ROUTE, reply.statusCode, elapsed, mode)
       // A route may log at its own level (the operators' endpoints log at warn).
       if ((levels.values[route.logLevel || rootLevel] ?? Number.POSITIVE_INFINITY) <= INFO) {
+        // Only the path is the client's free text and needs JSON escaping. The request id is
+        // generated or matched [A-Za-z0-9._:-] (pipeline/request-id.ts), a method is a token of
+        // Node's parser, a route is one of ours, a key id is `key_` and base62: none holds a
+        // character JSON would escape.
         destination.write(
-          `${prefix}${Date.now()}${origin}${JSON.stringify(request.id)},"method":${JSON.stringify(request.method)},` +
-            `"route":${route.url === undefined ? 'null' : JSON.stringify(route.url)},` +
+          `${prefix}${Date.now()}${origin}"${request.id}","method":"${request.method}",` +
+            `"route":${route.url === undefined ? 'null' : `"${route.url}"`},` +
             `"path":${JSON.stringify(redactKeys(request.url))},"status":${reply.statusCode},` +
             `"durationMs":${Math.round(elapsed * 100) / 100},` +
-            `"keyId":${request.apiKey ? JSON.stringify(request.apiKey.id) : 'null'},"mode":"${mode}","msg":"request completed"}\n`,
+            `"keyId":${request.apiKey ? `"${request.apiKey.id}"` : 'null'},"mode":"${mode}","msg":"request completed"}\n`,
         )
       }
       done()

@@ -151,18 +151,22 @@ export default fp<{ config: Config }>(
       timeWindow: failures.windowMs,
     })
 
-    async function failureBudget(request: FastifyRequest, reply: FastifyReply, spend: boolean) {
-      const result = await ipBudget(request, { increment: spend })
-      if (result.isAllowed) return
-      const refused = spend && result.isExceeded
-      const state: PolicyState = {
-        policy: failures,
-        remaining: result.remaining,
-        resetMs: refused ? 0 : result.ttl,
-        waitMs: refused ? result.ttl : 0,
-      }
-      const refusal = enforce(state, !refused, failuresField, reply, 'ip')
-      if (refusal) throw refusal
+    // The plugin's check takes its options per call: two fixed ones, none built per request.
+    const spendOne = { increment: true }
+    const onlyLook = { increment: false }
+    function failureBudget(request: FastifyRequest, reply: FastifyReply, spend: boolean): Promise<void> {
+      return ipBudget(request, spend ? spendOne : onlyLook).then((result) => {
+        if (result.isAllowed) return
+        const refused = spend && result.isExceeded
+        const state: PolicyState = {
+          policy: failures,
+          remaining: result.remaining,
+          resetMs: refused ? 0 : result.ttl,
+          waitMs: refused ? result.ttl : 0,
+        }
+        const refusal = enforce(state, !refused, failuresField, reply, 'ip')
+        if (refusal) throw refusal
+      })
     }
 
     const limiter: RateLimiter = {

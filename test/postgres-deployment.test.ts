@@ -16,7 +16,7 @@ async function run(t: Test, args: string[], env: Record<string, string>) {
   return cli.stdout()
 }
 
-t.test('several instances on one PostgreSQL, as the README runs them', { skip }, async (t) => {
+t.test('several instances on one PostgreSQL, as docs/scaling.md runs them', { skip }, async (t) => {
   const env = { DATABASE_URL: await freshSchema(t), LOG_LEVEL: 'warn' }
 
   t.match(await run(t, ['migrate'], env), /applied migration 0001_initial\n[\s\S]*database is at the latest migration/)
