@@ -1,7 +1,9 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from '../config.js'
 import { isMode, isScope, type Mode, modes, type Scope, scopes } from '../lib/api-keys.js'
-import { formatDuration, parseDuration } from '../lib/duration.js'
+import { formatDuration, parseDuration, parseDurationOrZero } from '../lib/duration.js'
+import { openInvalidationChannel } from '../lib/key-invalidation/index.js'
+import { requireRollable, rollKeyRecord, statusOf } from '../lib/key-management.js'
 import { mintKey } from '../lib/mint-key.js'
 import { provisionSandbox } from '../lib/sandbox.js'
 import { openStore, type StoreOptions } from '../stores/index.js'
@@ -18,10 +20,15 @@ Commands:
                                           a test key (sk_test_…) that sees only the account's
                                           sandbox, which gets two studios if it has none.
   keys list --account ACCT [--json]       List an account's keys (never their secrets).
-  keys update KEY_ID (--rate-limit N/WINDOW … | --default-rate-limit) [--json]
-                                          Change a key's rate-limit policies; every instance
-                                          applies them within KEY_CACHE_TTL.
-  keys revoke KEY_ID [--json]             Revoke a key; it stops working within KEY_CACHE_TTL.
+  keys update KEY_ID [--name NAME] [--scope S …]
+              [--rate-limit N/WINDOW … | --default-rate-limit] [--json]
+                                          Rename a key, replace its scopes or its rate-limit
+                                          policies.
+  keys roll KEY_ID [--grace DURATION] [--json]
+                                          Mint a successor (same name, scopes, limits, expiry);
+                                          prints its secret once. The old secret works for the
+                                          grace period (default 24h, 0s for none, at most 7d).
+  keys revoke KEY_ID [--json]             Revoke a key.
   studios create --account ACCT --name NAME [--mode live|test] [--json]
                                           --mode test: a sandbox studio, seen by test keys only.
   studios list --account ACCT [--mode live|test] [--json]
@@ -30,6 +37,8 @@ Scopes: ${scopes.join(', ')}. Modes: ${modes.join(', ')} (default live).
 DURATION: 90s, 15m, 12h, 30d. N/WINDOW: 1000/1m (at most N requests in any WINDOW); several
 --rate-limit options give a key several policies (20/1s and 600/1m): the strictest decides.
 The store is the one the server uses: DATA_DIR (SQLite) or DATABASE_URL (PostgreSQL).
+Changes to a key reach running servers within a second through REDIS_URL or DATABASE_URL (the
+servers' invalidation channel), else (the embedded store) within their KEY_CACHE_TTL.
 `
 
 class UsageError extends Error {}
@@ -94,6 +103,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   if (command === 'keys' && sub === 'list') return keysList(rest, io)
   if (command === 'keys' && sub === 'update') return keysUpdate(rest, io)
   if (command === 'keys' && sub === 'revoke') return keysRevoke(rest, io)
+  if (command === 'keys' && sub === 'roll') return keysRoll(rest, io)
   if (command === 'studios' && sub === 'create') return studiosCreate(rest, io)
   if (command === 'studios' && sub === 'list') return studiosList(rest, io)
   throw new UsageError(`unknown command: ${[command, sub].filter(Boolean).join(' ')}`)
@@ -187,14 +197,14 @@ async function keysCreate(args: string[], io: CliIo): Promise<number> {
     'expires-in': { type: 'string' },
     'rate-limit': { type: 'string', multiple: true },
     mode: { type: 'string' },
+    name: { type: 'string' },
     json: { type: 'boolean' },
   })
   const accountId = accountOption(values.account)
   const mode = modeOption(values.mode)
-  const requested = values.scope ?? []
-  if (requested.length === 0) throw new UsageError(`at least one --scope is required (${scopes.join(', ')})`)
-  const unknown = requested.find((s) => !isScope(s))
-  if (unknown !== undefined) throw new UsageError(`unknown scope: ${unknown} (known: ${scopes.join(', ')})`)
+  const requested = scopesOption(values.scope)
+  if (requested === undefined) throw new UsageError(`at least one --scope is required (${scopes.join(', ')})`)
+  const name = nameOption(values.name)
   let expiresAt: string | null = null
   if (values['expires-in'] !== undefined) {
     const ms = parseDuration(values['expires-in'])
@@ -203,7 +213,7 @@ async function keysCreate(args: string[], io: CliIo): Promise<number> {
   }
   const rateLimits = parseRateLimits(values['rate-limit'])
 
-  const { record, secret } = mintKey({ accountId, mode, scopes: requested as Scope[], expiresAt, rateLimits })
+  const { record, secret } = mintKey({ accountId, mode, scopes: requested, expiresAt, rateLimits, name })
   const sandbox = await withStore(io, async (store) => {
     // The sandbox first: a test key never exists without one.
     const created = mode === 'test' ? await provisionSandbox(store.studios, accountId) : []
@@ -237,25 +247,39 @@ function describeRateLimits(limits: readonly KeyRateLimit[] | null) {
   return limits === null ? null : limits.map((limit) => ({ max: limit.max, window: formatDuration(limit.windowMs) }))
 }
 
-function keyStatus(key: KeyRecord): 'active' | 'revoked' | 'expired' {
-  if (key.revokedAt !== null) return 'revoked'
-  if (key.expiresAt !== null && Date.parse(key.expiresAt) <= Date.now()) return 'expired'
-  return 'active'
+/** --scope values, checked; undefined when none is given. */
+function scopesOption(values: readonly string[] | undefined): Scope[] | undefined {
+  if (values === undefined || values.length === 0) return undefined
+  const unknown = values.find((s) => !isScope(s))
+  if (unknown !== undefined) throw new UsageError(`unknown scope: ${unknown} (known: ${scopes.join(', ')})`)
+  return [...new Set(values as Scope[])]
+}
+
+/** --name: 1–100 characters, as the API takes it. */
+function nameOption(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const name = value.trim()
+  if (name === '' || name.length > 100 || name.includes('\u0000'))
+    throw new UsageError('--name must be 1–100 characters')
+  return name
 }
 
 function keyListing(key: KeyRecord) {
   return {
     id: key.id,
+    name: key.name,
     prefix: key.prefix,
     accountId: key.accountId,
     mode: key.mode,
     scopes: key.scopes,
-    status: keyStatus(key),
+    status: statusOf(key),
     createdAt: key.createdAt,
     expiresAt: key.expiresAt,
     revokedAt: key.revokedAt,
     lastUsedAt: key.lastUsedAt,
     rateLimits: describeRateLimits(key.rateLimits),
+    createdBy: key.createdBy,
+    replacedBy: key.replacedBy,
   }
 }
 
@@ -280,6 +304,8 @@ async function keysUpdate(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(
     args,
     {
+      name: { type: 'string' },
+      scope: { type: 'string', multiple: true },
       'rate-limit': { type: 'string', multiple: true },
       'default-rate-limit': { type: 'boolean' },
       json: { type: 'boolean' },
@@ -288,21 +314,82 @@ async function keysUpdate(args: string[], io: CliIo): Promise<number> {
   )
   const id = positionals[0] as string
   const given = values['rate-limit'] !== undefined
-  if (given === (values['default-rate-limit'] === true)) {
-    throw new UsageError('keys update needs --rate-limit N/WINDOW (one or more) or --default-rate-limit')
+  if (given && values['default-rate-limit'] === true) {
+    throw new UsageError('keys update takes --rate-limit N/WINDOW or --default-rate-limit, not both')
   }
-  const rateLimits = given ? parseRateLimits(values['rate-limit']) : null
-  const key = await withStore(io, (store) => store.keys.update(id, { rateLimits }))
-  if (!key) {
-    io.err.write(`error: no key with id ${JSON.stringify(id)}\n`)
-    return 1
+  const changes = {
+    ...(values.name === undefined ? {} : { name: nameOption(values.name) }),
+    ...(values.scope === undefined ? {} : { scopes: scopesOption(values.scope) }),
+    ...(given || values['default-rate-limit'] === true ? { rateLimits: parseRateLimits(values['rate-limit']) } : {}),
   }
+  if (Object.keys(changes).length === 0) {
+    throw new UsageError('keys update needs --name, --scope, --rate-limit N/WINDOW or --default-rate-limit')
+  }
+  const key = await withStore(io, (store) => store.keys.update(id, changes))
+  if (!key) return noSuchKey(io, id)
+  await announceKeyChange(io, key.id)
   if (values.json) writeJson(io, keyListing(key))
   else {
     const policies = describeRateLimits(key.rateLimits)
     const described =
       policies === null ? "the gateway's default" : policies.map((p) => `${p.max}/${p.window}`).join(' and ')
-    io.out.write(`Updated ${key.id}: rate limit ${described}. Servers apply it within their KEY_CACHE_TTL.\n`)
+    io.out.write(
+      `Updated ${key.id}${key.name === null ? '' : ` (${key.name})`}: scopes ${key.scopes.join(', ')}; rate limit ${described}.\n`,
+    )
+  }
+  return 0
+}
+
+function noSuchKey(io: CliIo, id: string): number {
+  io.err.write(`error: no key with id ${JSON.stringify(id)}\n`)
+  return 1
+}
+
+/**
+ * Tells the running servers that a key changed, through their invalidation channel (Redis or
+ * PostgreSQL); best effort: they see the change within KEY_CACHE_TTL anyway.
+ */
+async function announceKeyChange(io: CliIo, keyId: string): Promise<void> {
+  const config = loadConfig(io.env)
+  const quiet = { onKey: () => {}, onResync: () => {}, onError: () => {} }
+  const channel = await openInvalidationChannel(config, quiet)
+  try {
+    await channel.publish(keyId)
+  } catch (error) {
+    io.err.write(
+      `warning: could not tell running servers (${describeFailure(error)}); they see it within KEY_CACHE_TTL\n`,
+    )
+  } finally {
+    await channel.close()
+  }
+}
+
+const MAX_GRACE_MS = 7 * 86_400_000
+
+async function keysRoll(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parse(args, { grace: { type: 'string' }, json: { type: 'boolean' } }, 1)
+  const id = positionals[0] as string
+  const graceMs = values.grace === undefined ? 86_400_000 : parseDurationOrZero(values.grace)
+  if (graceMs === undefined || graceMs > MAX_GRACE_MS || graceMs % 1000 !== 0) {
+    throw new UsageError('--grace must be whole seconds from 0s to 7d, such as 0s, 90s, 1h or 24h')
+  }
+  const rolled = await withStore(io, async (store) => {
+    const key = await store.keys.get(id)
+    if (!key) return undefined
+    const now = Date.now()
+    requireRollable(key, now)
+    return rollKeyRecord(store.keys, key, { createdBy: 'cli', expiresAt: key.expiresAt, graceMs, now })
+  })
+  if (!rolled) return noSuchKey(io, id)
+  await announceKeyChange(io, id)
+  const { old, record, secret } = rolled
+  if (values.json) writeJson(io, { ...keyListing(record), secret, replaces: { id: old.id, expiresAt: old.expiresAt } })
+  else {
+    io.out.write(
+      `Rolled ${old.id} into ${record.id}; the old secret works until ${old.expiresAt}.\n` +
+        'New secret (shown once, store it now):\n\n' +
+        `  ${secret}\n`,
+    )
   }
   return 0
 }
@@ -311,12 +398,10 @@ async function keysRevoke(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1)
   const id = positionals[0] as string
   const key = await withStore(io, (store) => store.keys.revoke(id, new Date().toISOString()))
-  if (!key) {
-    io.err.write(`error: no key with id ${JSON.stringify(id)}\n`)
-    return 1
-  }
+  if (!key) return noSuchKey(io, id)
+  await announceKeyChange(io, key.id)
   if (values.json) writeJson(io, keyListing(key))
-  else io.out.write(`Revoked ${key.id} at ${key.revokedAt}. Servers stop accepting it within their KEY_CACHE_TTL.\n`)
+  else io.out.write(`Revoked ${key.id} at ${key.revokedAt}.\n`)
   return 0
 }
 

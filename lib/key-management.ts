@@ -38,7 +38,7 @@ export function keyDetails(key: KeyRecord, now = Date.now()): ApiKeyDetails {
   }
 }
 
-function statusOf(key: KeyRecord, now: number): ApiKeyDetails['status'] {
+export function statusOf(key: KeyRecord, now = Date.now()): ApiKeyDetails['status'] {
   if (key.revokedAt !== null) return 'revoked'
   if (key.expiresAt !== null && Date.parse(key.expiresAt) <= now) return 'expired'
   return 'active'
@@ -53,6 +53,45 @@ const alreadyRolled = (key: KeyRecord) =>
   invalidRequest(
     `the key ${key.id} was rolled already${key.replacedBy === null ? '' : ` (its successor is ${key.replacedBy})`}: roll its successor instead`,
   )
+
+/** 400 unless the key is active and was not rolled already. */
+export function requireRollable(key: KeyRecord, now: number): void {
+  const status = statusOf(key, now)
+  if (status !== 'active') throw invalidRequest(`the key ${key.id} is ${status}: only an active key can be rolled`)
+  if (key.replacedBy !== null) throw alreadyRolled(key)
+}
+
+export interface RollOptions {
+  /** Who rolls it: a key id, or `cli`. */
+  readonly createdBy: string
+  /** The successor's expiry. */
+  readonly expiresAt: string | null
+  /** How long the old secret keeps working. */
+  readonly graceMs: number
+  readonly now: number
+}
+
+/**
+ * Mints the successor of a rollable key (same account, mode, name, scopes and rate limits) and
+ * stores the roll: the old key expires `graceMs` from `now`. 400 when a concurrent roll won.
+ */
+export async function rollKeyRecord(keys: KeyStore, key: KeyRecord, options: RollOptions) {
+  const { record, secret } = mintKey(
+    {
+      accountId: key.accountId,
+      mode: key.mode,
+      scopes: key.scopes,
+      name: key.name,
+      expiresAt: options.expiresAt,
+      rateLimits: key.rateLimits,
+      createdBy: options.createdBy,
+    },
+    new Date(options.now),
+  )
+  const old = await keys.roll(key.id, record, new Date(options.now + options.graceMs).toISOString())
+  if (!old) throw alreadyRolled(key)
+  return { old, record, secret }
+}
 
 export function createKeyManagement(options: KeyManagementOptions) {
   const { keys, defaultRateLimits, onChanged, log } = options
@@ -127,26 +166,11 @@ export function createKeyManagement(options: KeyManagementOptions) {
       const key = await owned(caller, keyId)
       requireHeldScopes(caller.scopes, key.scopes)
       const now = Date.now()
-      if (statusOf(key, now) !== 'active') {
-        throw invalidRequest(`the key ${key.id} is ${statusOf(key, now)}: only an active key can be rolled`)
-      }
-      if (key.replacedBy !== null) throw alreadyRolled(key)
+      requireRollable(key, now)
       requireRateLimitsWithin(heldRateLimits(caller), key.rateLimits ?? defaultRateLimits)
       const expiresAt = expiryWithin(caller.expiresAt, key.expiresAt, now)
-      const { record, secret } = mintKey(
-        {
-          accountId: key.accountId,
-          scopes: key.scopes,
-          name: key.name,
-          expiresAt,
-          rateLimits: key.rateLimits,
-          createdBy: caller.id,
-        },
-        new Date(now),
-      )
       const graceMs = graceSeconds * 1000
-      const old = await keys.roll(key.id, record, new Date(now + graceMs).toISOString())
-      if (!old) throw alreadyRolled(key)
+      const { old, record, secret } = await rollKeyRecord(keys, key, { createdBy: caller.id, expiresAt, graceMs, now })
       onChanged(key.id)
       log.info(
         {

@@ -45,6 +45,8 @@ export interface KeyChanges {
 
 export interface KeyStore {
   findByHash(hash: string): Promise<KeyRecord | undefined>
+  /** The key with this id, whatever its account (the command line). */
+  get(id: string): Promise<KeyRecord | undefined>
   /** The account's key of this mode with this id; undefined when missing, another account's or the other mode's. */
   find(accountId: string, mode: Mode, id: string): Promise<KeyRecord | undefined>
   insert(key: KeyRecord): Promise<void>

@@ -124,6 +124,7 @@ t.test('command line', async (t) => {
 
     for (const bad of [
       ['keys', 'update', id],
+      ['keys', 'roll'],
       ['keys', 'update', id, '--rate-limit', '5/1m', '--default-rate-limit'],
       ['keys', 'update', id, '--rate-limit', '5/1m', '--rate-limit', '9/60s'],
       ['keys', 'update', id, '--rate-limit', '5/250ms'],
@@ -153,6 +154,65 @@ t.test('command line', async (t) => {
     const missing = await cli(storeEnv, 'keys', 'revoke', 'key_nope')
     t.equal(missing.code, 1)
     t.match(missing.stderr, /no key with id/)
+  })
+
+  t.test('keys update --name and --scope; keys roll with a grace period', async (t) => {
+    const key = (
+      await cli(
+        storeEnv,
+        'keys',
+        'create',
+        '--account',
+        'acct_roll',
+        '--scope',
+        'studio:read',
+        '--name',
+        'ci',
+        '--json',
+      )
+    ).json()
+    const renamed = await cli(
+      storeEnv,
+      'keys',
+      'update',
+      key.id,
+      '--name',
+      'deploys',
+      '--scope',
+      'stream:read',
+      '--json',
+    )
+    t.equal(renamed.code, 0, renamed.stderr)
+    t.match(renamed.json(), { id: key.id, name: 'deploys', scopes: ['stream:read'], rateLimits: null })
+    t.equal((await cli(storeEnv, 'keys', 'update', key.id, '--scope', 'admin')).code, 2, 'an unknown scope')
+    t.equal((await cli(storeEnv, 'keys', 'update', key.id, '--name', '')).code, 2, 'an empty name')
+
+    const rolled = await cli(storeEnv, 'keys', 'roll', key.id, '--grace', '1h', '--json')
+    t.equal(rolled.code, 0, rolled.stderr)
+    const successor = rolled.json()
+    t.ok(isWellFormedKey(successor.secret), 'the new secret, once')
+    t.match(successor, { name: 'deploys', scopes: ['stream:read'], createdBy: 'cli', replaces: { id: key.id } })
+    const graceMs = Date.parse(successor.replaces.expiresAt) - Date.now()
+    t.ok(graceMs > 3_500_000 && graceMs <= 3_600_000, 'the old key expires when the grace period ends')
+    const store = await openStore(loadConfig(storeEnv))
+    t.teardown(() => store.close())
+    t.equal(
+      (await store.keys.findByHash(hashKey(successor.secret)))?.id,
+      successor.id,
+      'the successor is stored by hash',
+    )
+    t.match((await store.keys.get(key.id))?.replacedBy, successor.id)
+
+    const again = await cli(storeEnv, 'keys', 'roll', key.id)
+    t.equal(again.code, 1, 'a rolled key is not rolled twice')
+    t.match(again.stderr, /rolled already/)
+    const now = await cli(storeEnv, 'keys', 'roll', successor.id, '--grace', '0s')
+    t.equal(now.code, 0)
+    t.match(now.stdout, /New secret \(shown once/)
+    for (const grace of ['8d', '1.5s', 'soon']) {
+      t.equal((await cli(storeEnv, 'keys', 'roll', successor.id, '--grace', grace)).code, 2, `--grace ${grace}`)
+    }
+    t.equal((await cli(storeEnv, 'keys', 'roll', 'key_nope')).code, 1, 'no such key')
   })
 
   t.test('studios create and list', async (t) => {

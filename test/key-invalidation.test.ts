@@ -127,3 +127,18 @@ t.test(
     t.ok(after !== undefined, `once listening again, the instance forgot what it cached (after ${after} ms)`)
   },
 )
+
+t.test('keys revoke on the command line reaches a running instance within 1 s', { skip: noPostgres }, async (t) => {
+  const { main } = await import('../cli/main.js')
+  const { PassThrough } = await import('node:stream')
+  const { b, victim } = await twoInstances(t, LONG_CACHE)
+  const err = new PassThrough()
+  let stderr = ''
+  err.on('data', (chunk) => {
+    stderr += chunk
+  })
+  const code = await main(['keys', 'revoke', victim.id], { out: new PassThrough(), err, env: b.storeEnv })
+  t.equal(code, 0, stderr)
+  const after = await refusedWithin(b, victim.secret, Date.now(), 1000)
+  t.ok(after !== undefined, `refused within 1 s (after ${after} ms)`)
+})

@@ -366,3 +366,28 @@ t.test('key management is not behind the write gate', async (t) => {
   const res = await createKey(gw, admin.secret, { name: 'ungated', scopes: ['studio:read'] })
   t.equal(res.statusCode, 201)
 })
+
+t.test('a key manages keys of its own mode only: a test key mints test keys and cannot see live ones', async (t) => {
+  const gw = await startGateway(t)
+  const live = await gw.key()
+  const test = await gw.key({ mode: 'test' })
+  const made = await createKey(gw, test.secret, { name: 'sandbox ci', scopes: ['studio:read', 'keys:write'] })
+  t.equal(made.statusCode, 201)
+  t.match(made.json(), { mode: 'test', secret: /^sk_test_/ }, 'a test key mints a test key')
+  const rolled = await post(gw, made.json().secret, `/v1/keys/${made.json().id}/roll`, { gracePeriod: 0 })
+  rememberSecret(rolled.json().secret)
+  t.match(rolled.json(), { mode: 'test', secret: /^sk_test_/ }, 'and rolling it keeps it a test key')
+  const missing = await get(gw, test.secret, '/v1/keys/key_doesNotExist0000')
+  for (const [method, url] of [
+    ['GET', `/v1/keys/${live.id}`],
+    ['POST', `/v1/keys/${live.id}/roll`],
+    ['POST', `/v1/keys/${live.id}/revoke`],
+  ] as const) {
+    const res = await gw.app.inject({ method, url, headers: bearer(test.secret) })
+    t.equal(res.statusCode, 404, `${method} ${url} with a test key`)
+    t.equal(res.json().error.message, missing.json().error.message)
+  }
+  const listed = (await get(gw, test.secret, '/v1/keys')).json().data.map((key: { id: string }) => key.id)
+  t.notOk(listed.includes(live.id), 'the list of a test key holds no live key')
+  t.ok((await get(gw, live.secret, '/v1/keys')).json().data.every((key: { mode: string }) => key.mode === 'live'))
+})

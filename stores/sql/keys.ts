@@ -17,6 +17,8 @@ export function createKeyRepository(db: Kysely<Database>): KeyStore {
       return row && toKeyRecord(row)
     },
 
+    get: (id) => byId(db, id),
+
     async find(accountId, mode, id) {
       const row = await db
         .selectFrom('api_keys')

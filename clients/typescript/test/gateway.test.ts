@@ -2,8 +2,8 @@ import t, { type Test } from 'tap'
 import { badGateway, INTERNAL_MESSAGE } from '../../../lib/errors.js'
 import { fetchViolations } from '../../../test/helpers/contract.js'
 import { failingStudios, keyStoreCorrupt, keyStoreDown } from '../../../test/helpers/failing-stores.js'
-import { type GatewayOptions, startGateway } from '../../../test/helpers/gateway.js'
-import type { ClientEvent } from '../src/index.js'
+import { type GatewayOptions, rememberSecret, startGateway } from '../../../test/helpers/gateway.js'
+import type { ClientEvent, Scope } from '../src/index.js'
 import { failure, type HarnessOptions, harness } from './helpers/harness.js'
 
 /**
@@ -34,10 +34,7 @@ async function gateway(t: Test, options: GatewayOptions = {}, scopes?: Parameter
   return { gw, baseUrl, secret, keyId: id, studioId, client }
 }
 
-function gwKey(
-  gw: Awaited<ReturnType<typeof startGateway>>,
-  scopes?: Array<'studio:read' | 'stream:read' | 'stream:golive'>,
-) {
+function gwKey(gw: Awaited<ReturnType<typeof startGateway>>, scopes?: Scope[]) {
   return gw.key({ accountId: 'acct_client', ...(scopes ? { scopes } : {}) })
 }
 
@@ -86,7 +83,7 @@ t.test('every operation, with pagination, through a listening gateway', async (t
   t.match(await api.getKey(), {
     id: keyId,
     accountId: 'acct_client',
-    scopes: ['studio:read', 'stream:read', 'stream:golive'],
+    scopes: ['studio:read', 'stream:read', 'stream:golive', 'keys:read', 'keys:write'],
   })
 
   // The gateway echoed each id the client sent; each write carried its own Idempotency-Key.
@@ -100,6 +97,57 @@ t.test('every operation, with pagination, through a listening gateway', async (t
   t.ok(
     attempts.every((event) => (event.method === 'POST') === (event.idempotencyKey !== undefined)),
     'an Idempotency-Key on each write, none on reads',
+  )
+})
+
+t.test('the key operations: create, list, read, roll and revoke through a listening gateway', async (t) => {
+  const { gw, baseUrl, keyId, client } = await gateway(t)
+  const h = client()
+  const api = h.client
+
+  const created = await api.createKey({ name: 'dashboard', scopes: ['studio:read'] })
+  rememberSecret(created.secret)
+  t.match(created, { name: 'dashboard', scopes: ['studio:read'], status: 'active', createdBy: keyId })
+  t.match(created.secret, /^sk_live_/, 'the secret, once')
+  const dashboard = harness(baseUrl, { apiKey: created.secret, fetch: checkedFetch(t) }).client
+  t.equal((await dashboard.listStudios()).data.length, 1, 'the new key works')
+
+  const read = await api.getKeyById(created.id)
+  t.notOk('secret' in read, 'reading a key never shows its secret')
+  const { secret: _, ...shown } = created
+  t.same({ ...read, lastUsedAt: null }, shown, 'the key as created, but its secret (and its first use)')
+  const page = await api.listKeys({ limit: 1 })
+  t.equal(page.data.length, 1)
+  t.type(page.nextCursor, 'string')
+  const ids: string[] = []
+  for await (const key of api.keys.all({ limit: 1 })) ids.push(key.id)
+  t.same(ids.sort(), [keyId, created.id].sort(), 'keys.all follows nextCursor to the end')
+
+  const rolled = await api.rollKey(created.id, { gracePeriod: 60 })
+  rememberSecret(rolled.secret)
+  t.match(rolled, { name: 'dashboard', scopes: ['studio:read'] })
+  t.not(rolled.secret, created.secret)
+  t.equal((await api.getKeyById(created.id)).replacedBy, rolled.id)
+  const revoked = await api.revokeKey(created.id)
+  t.equal(revoked.status, 'revoked')
+  const refused = await failure(t, dashboard.listStudios())
+  t.match(refused, { code: 'invalid_key', status: 401 }, 'the revoked secret is refused')
+
+  const narrow = await failure(t, dashboard.createKey({ name: 'x', scopes: ['keys:write'] }))
+  t.equal(narrow.code, 'invalid_key')
+  const reader = harness(baseUrl, { apiKey: rolled.secret, fetch: checkedFetch(t) }).client
+  const attenuated = await failure(t, reader.createKey({ name: 'wider', scopes: ['stream:golive'] }))
+  t.match(attenuated, { code: 'insufficient_scope', status: 403, requiredScope: 'keys:write' })
+  t.match(await failure(t, api.getKeyById('key_doesNotExist0000')), { code: 'not_found', status: 404 })
+  await t.rejects(() => api.getKeyById(''), TypeError, 'an empty id is refused before anything is sent')
+  t.ok(gw.logs.some((line) => line.event === 'key.rolled'))
+
+  const attempts = attemptsOf(h.events)
+  t.ok(
+    attempts
+      .filter((event) => event.operation === 'createKey' || event.operation === 'rollKey')
+      .every((event) => event.idempotencyKey !== undefined),
+    'creating and rolling carry an Idempotency-Key, so a retry cannot mint twice',
   )
 })
 
