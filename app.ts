@@ -15,6 +15,7 @@ import { createKeyVerifier, type KeyVerifier } from './lib/key-verifier.js'
 import { stdoutDestination } from './lib/log-destination.js'
 import { createMetrics, type Metrics } from './lib/metrics.js'
 import { lazyChildLogger } from './lib/request-logger.js'
+import { provisionSandbox } from './lib/sandbox.js'
 import { createAnswerSealer } from './lib/sealed-answers.js'
 import v1Pipeline from './pipeline/index.js'
 import { loadMonitor } from './pipeline/load-shedding.js'
@@ -150,6 +151,7 @@ async function assemble(
           logger.warn({ err, keyId }, 'could not announce a key change; other instances see it within KEY_CACHE_TTL'),
         )
     },
+    onTestKeyMinted: (accountId) => provisionSandbox(store.studios, accountId),
     log: logger as FastifyBaseLogger,
   })
   const metrics = createMetrics({ keyCache: keyVerifier.stats })

@@ -16,8 +16,15 @@ export interface KeyManagementOptions {
   /** The gateway's default policies, which a key without its own is held to. */
   readonly defaultRateLimits: readonly KeyRateLimit[]
   readonly onChanged: (keyId: string) => void
+  /** A test key was minted for the account: its sandbox gets its starting studios (lib/sandbox.ts). */
+  readonly onTestKeyMinted: (accountId: string) => Promise<unknown>
   readonly log: FastifyBaseLogger
 }
+
+/** A test key's credential reaches the sandbox only: it never mints a key of live data. */
+const liveFromTest = invalidRequest(
+  'body "mode": a test key mints test keys only; mint a live key with a live key or the command line',
+)
 
 /** A key as the API shows it. */
 export function keyDetails(key: KeyRecord, now = Date.now()): ApiKeyDetails {
@@ -94,7 +101,7 @@ export async function rollKeyRecord(keys: KeyStore, key: KeyRecord, options: Rol
 }
 
 export function createKeyManagement(options: KeyManagementOptions) {
-  const { keys, defaultRateLimits, onChanged, log } = options
+  const { keys, defaultRateLimits, onChanged, onTestKeyMinted, log } = options
   // Ends of grace periods this instance started, to log the old key's expiry when it happens.
   const graceTimers = new Set<NodeJS.Timeout>()
 
@@ -124,6 +131,8 @@ export function createKeyManagement(options: KeyManagementOptions) {
 
   return {
     async create(caller: VerifiedKey, body: CreateKeyBody) {
+      const mode = body.mode ?? caller.mode
+      if (caller.mode === 'test' && mode === 'live') throw liveFromTest
       requireHeldScopes(caller.scopes, body.scopes)
       let rateLimits: KeyRateLimit[] | null =
         caller.ratePolicies?.map(({ max, windowMs }) => ({ max, windowMs })) ?? null
@@ -135,17 +144,18 @@ export function createKeyManagement(options: KeyManagementOptions) {
       const expiresAt = expiryWithin(caller.expiresAt, body.expiresAt, Date.now())
       const { record, secret } = mintKey({
         accountId: caller.accountId,
-        // A test key mints test keys, a live key live ones.
-        mode: caller.mode,
+        // A key mints keys of its own mode unless a live key asks for a test one.
+        mode,
         scopes: body.scopes,
         name: body.name,
         expiresAt,
         rateLimits,
         createdBy: caller.id,
       })
+      if (mode === 'test') await onTestKeyMinted(caller.accountId)
       await keys.insert(record)
       log.info(
-        { event: 'key.created', keyId: record.id, accountId: record.accountId, by: caller.id },
+        { event: 'key.created', keyId: record.id, accountId: record.accountId, mode, by: caller.id },
         'API key created',
       )
       return { ...keyDetails(record), secret }

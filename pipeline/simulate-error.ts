@@ -8,6 +8,7 @@ import {
   insufficientScope,
   internal,
   invalidRequest,
+  keyNotFound,
   keyRefusals,
   notFound,
   studioNotFound,
@@ -32,7 +33,8 @@ const LATENCY = /^\d{1,5}$/
 /** What a simulated error needs to know of its route. */
 interface SimulatedRoute {
   readonly scope: Scope | undefined
-  readonly namesStudio: boolean
+  /** The route's real 404: a missing studio, a missing key, or (no such id in its path) a missing resource. */
+  readonly notFound: () => ApiError
   readonly limiter: RateLimiter
 }
 
@@ -54,7 +56,7 @@ const SIMULATED: Record<
     return keyRefusals.unknown
   },
   insufficient_scope: (_request, _reply, route) => insufficientScope(route.scope as Scope),
-  not_found: (_request, _reply, route) => (route.namesStudio ? studioNotFound() : notFound('no such resource')),
+  not_found: (_request, _reply, route) => route.notFound(),
   rate_limited: (request, reply, route) =>
     route.limiter.simulatedRefusal(request, reply, SIMULATED_RETRY_AFTER_SECONDS),
   write_disabled: () => writeDisabled(),
@@ -71,6 +73,12 @@ const refusals = {
   latency: invalidRequest(
     `header Simulate-Latency must be a whole number of milliseconds from 0 to ${MAX_SIMULATED_LATENCY_MS}`,
   ),
+}
+
+function notFoundOf(url: string): () => ApiError {
+  if (url.includes(':studioId')) return studioNotFound
+  if (url.includes(':keyId')) return keyNotFound
+  return () => notFound('no such resource')
 }
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -91,7 +99,7 @@ export function simulateErrors(route: RouteOptions, limiter: RateLimiter): Step 
   )
   const simulated: SimulatedRoute = {
     scope: route.config?.scope,
-    namesStudio: route.url.includes(':studioId'),
+    notFound: notFoundOf(route.url),
     limiter,
   }
 

@@ -47,7 +47,7 @@ const keyFields = {
   id: Type.String({ description: 'Key id (`key_…`).', examples: ['key_8sHq2Lr0PzWm4NcA'] }),
   mode: StringEnum(modes, {
     description:
-      '`live`, or `test` (`sk_test_`, sees the sandbox only). A key manages and mints keys of its own mode only.',
+      '`live`, or `test` (`sk_test_`, sees the sandbox only). A key lists and manages keys of its own mode only; a live key may mint a test key, a test key never mints a live one.',
   }),
   name: Type.Union([Type.String(), Type.Null()], { description: 'null for keys minted before keys had names.' }),
   prefix: Type.String({
@@ -118,6 +118,12 @@ export const CreateKeyBody = Type.Object(
       Type.Union([RateLimitPolicies, Type.Null()], {
         description:
           'No more than the calling key’s own limits allow. Omitted or null: the calling key’s own policies (the gateway’s default if it has none).',
+      }),
+    ),
+    mode: Type.Optional(
+      StringEnum(modes, {
+        description:
+          'Omitted: the calling key’s own mode. A live key may mint a `test` key (`sk_test_…`, the account’s sandbox; the sandbox gets two studios if it has none); a test key asking for `live` is `400 invalid_request`.',
       }),
     ),
   },

@@ -56,7 +56,7 @@ t.test('Simulate-Error', async (t) => {
   const call = (operation: Operation, secret: string, headers: Record<string, string> = {}, studio = studioId) =>
     gw.app.inject({
       method: operation.method as InjectOptions['method'],
-      url: operation.path.replace('{studioId}', studio),
+      url: operation.path.replace('{studioId}', studio).replace('{keyId}', test.id),
       headers: { ...bearer(secret), ...headers },
     })
 
@@ -118,6 +118,12 @@ t.test('Simulate-Error', async (t) => {
     t.same(
       comparable(await call(goLive, test.secret, { 'simulate-error': 'write_disabled' })),
       comparable(await call(goLive, live.secret)),
+    )
+    // not_found of a key: a key that is not there.
+    const getKeyById = operations.find((o) => o.path === '/v1/keys/{keyId}') as Operation
+    t.same(
+      comparable(await call(getKeyById, test.secret, { 'simulate-error': 'not_found' })),
+      comparable(await gw.app.inject({ url: '/v1/keys/key_NotThereAtAll0', headers: bearer(test.secret) })),
     )
     // invalid_key: a well-formed key that is not known.
     t.same(

@@ -195,3 +195,42 @@ t.test('the demo seed gives the demo account sandbox studios and a test key', as
   const key = (await gw.app.inject({ url: '/v1/key', headers: bearer(secrets.test) })).json()
   t.equal(key.accountId, DEMO_ACCOUNT)
 })
+
+t.test('the key API mints keys with a mode: its own by default, a test key never a live one', async (t) => {
+  const gw = await startGateway(t)
+  const live = await gw.key({ accountId: 'acct_keys_mode' })
+  const test = await gw.key({ accountId: 'acct_keys_mode', mode: 'test' })
+  const mint = async (secret: string, body: object) => {
+    const res = await gw.app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(secret), payload: body })
+    if (res.statusCode === 201) rememberSecret(res.json().secret)
+    return res
+  }
+  const ownMode = await mint(test.secret, { name: 'ci', scopes: ['studio:read'] })
+  t.equal(ownMode.statusCode, 201)
+  t.match(ownMode.json(), { mode: 'test', secret: /^sk_test_[0-9A-Za-z]{38}$/, prefix: /^sk_test_/ })
+
+  const liveFromTest = await mint(test.secret, { name: 'escalation', scopes: ['studio:read'], mode: 'live' })
+  t.equal(liveFromTest.statusCode, 400)
+  t.match(errorOf(t, liveFromTest), { code: 'invalid_request', message: /test key mints test keys only/ })
+
+  const liveDefault = await mint(live.secret, { name: 'worker', scopes: ['studio:read'] })
+  t.match(liveDefault.json(), { mode: 'live', secret: /^sk_live_/ })
+
+  const testFromLive = await mint(live.secret, { name: 'ci from live', scopes: ['studio:read'], mode: 'test' })
+  t.equal(testFromLive.statusCode, 201)
+  t.match(testFromLive.json(), { mode: 'test', secret: /^sk_test_/ })
+  const sandbox = await gw.app.inject({ url: '/v1/studios', headers: bearer(testFromLive.json().secret) })
+  t.same(
+    sandbox
+      .json()
+      .data.map((studio: { name: string }) => studio.name)
+      .sort(),
+    ['Sandbox Booth', 'Sandbox Stage'],
+    'the account’s sandbox got its starting studios',
+  )
+  const liveStudios = await gw.app.inject({ url: '/v1/studios', headers: bearer(live.secret) })
+  t.same(liveStudios.json().data, [], 'live data untouched')
+
+  const bad = await mint(live.secret, { name: 'x', scopes: ['studio:read'], mode: 'sandbox' })
+  t.equal(bad.statusCode, 400)
+})

@@ -352,7 +352,7 @@ export interface components {
              */
             id: string;
             /**
-             * @description `live`, or `test` (`sk_test_`, sees the sandbox only). A key manages and mints keys of its own mode only.
+             * @description `live`, or `test` (`sk_test_`, sees the sandbox only). A key lists and manages keys of its own mode only; a live key may mint a test key, a test key never mints a live one.
              * @enum {string}
              */
             mode: "live" | "test";
@@ -404,7 +404,7 @@ export interface components {
              */
             id: string;
             /**
-             * @description `live`, or `test` (`sk_test_`, sees the sandbox only). A key manages and mints keys of its own mode only.
+             * @description `live`, or `test` (`sk_test_`, sees the sandbox only). A key lists and manages keys of its own mode only; a live key may mint a test key, a test key never mints a live one.
              * @enum {string}
              */
             mode: "live" | "test";
@@ -2357,6 +2357,11 @@ export interface operations {
                         /** @description The window, in seconds. */
                         windowSeconds: number;
                     }[] | null;
+                    /**
+                     * @description Omitted: the calling key’s own mode. A live key may mint a `test` key (`sk_test_…`, the account’s sandbox; the sandbox gets two studios if it has none); a test key asking for `live` is `400 invalid_request`.
+                     * @enum {string}
+                     */
+                    mode?: "live" | "test";
                 };
             };
         };
