@@ -20,6 +20,7 @@ export const MAX_WINDOW_SECONDS = 86_400
 export const MAX_GRACE_SECONDS = 7 * 86_400
 export const DEFAULT_GRACE_SECONDS = 86_400
 
+/** A policy as a request gives it: bounded like the command line's (whole seconds, at most a day here). */
 const RateLimitPolicy = Type.Object(
   {
     max: Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: 'Requests allowed in any window.' }),
@@ -33,6 +34,15 @@ const RateLimitPolicies = Type.Array(RateLimitPolicy, {
   maxItems: 5,
   description: "The key's own rate limits (the strictest decides), each window once.",
 })
+
+/** A policy as a key holds it: the command line may have given it a longer window than a request may. */
+const HeldRateLimitPolicy = Type.Object(
+  {
+    max: Type.Integer({ minimum: 1, description: 'Requests allowed in any window.' }),
+    windowSeconds: Type.Integer({ minimum: 1, description: 'The window, in seconds.' }),
+  },
+  { additionalProperties: false, description: 'At most `max` requests in any `windowSeconds`.' },
+)
 
 const KeyName = Type.String({
   minLength: 1,
@@ -64,7 +74,9 @@ const keyFields = {
   lastUsedAt: Type.Union([Timestamp, Type.Null()], {
     description: 'Recorded at most once a minute per key: a recent use may not show yet.',
   }),
-  rateLimits: Type.Union([RateLimitPolicies, Type.Null()], { description: "null: the gateway's default." }),
+  rateLimits: Type.Union([Type.Array(HeldRateLimitPolicy), Type.Null()], {
+    description: "The key's own rate limits (the strictest decides); null: the gateway's default.",
+  }),
   createdBy: Type.String({
     description: 'The id of the key that created this one over the API, or `cli` (the command line or the demo seed).',
     examples: ['key_3Xq0PzWm4NcA8sHq', 'cli'],

@@ -140,6 +140,11 @@ t.test('rate limits and expiry no looser than the caller’s: 400 otherwise', as
   t.equal(res.statusCode, 400, 'a key cannot outlive the key that makes it')
   const looser = await createKey(gw, limited.secret, body({ rateLimits: [{ max: 200, windowSeconds: 60 }] }))
   t.equal(looser.statusCode, 400, 'nor get more than its per-key limit')
+
+  const monthly = await gw.key({ rateLimits: [{ max: 100_000, windowMs: 30 * 86_400_000 }] })
+  const shown = await get(gw, caller.secret, `/v1/keys/${monthly.id}`)
+  t.equal(shown.statusCode, 200, 'a key given a 30-day window by the command line reads as documented')
+  t.same(shown.json().rateLimits, [{ max: 100_000, windowSeconds: 2_592_000 }])
 })
 
 t.test('bad bodies are 400 invalid_request', async (t) => {

@@ -380,7 +380,7 @@ export interface components {
             revokedAt: string | null;
             /** @description Recorded at most once a minute per key: a recent use may not show yet. */
             lastUsedAt: string | null;
-            /** @description null: the gateway's default. */
+            /** @description The key's own rate limits (the strictest decides); null: the gateway's default. */
             rateLimits: {
                 /** @description Requests allowed in any window. */
                 max: number;
@@ -432,7 +432,7 @@ export interface components {
             revokedAt: string | null;
             /** @description Recorded at most once a minute per key: a recent use may not show yet. */
             lastUsedAt: string | null;
-            /** @description null: the gateway's default. */
+            /** @description The key's own rate limits (the strictest decides); null: the gateway's default. */
             rateLimits: {
                 /** @description Requests allowed in any window. */
                 max: number;
