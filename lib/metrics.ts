@@ -219,6 +219,13 @@ export function createMetrics(options: MetricsOptions) {
   })
   registry.registerMetric(requestDurationHistogram(recorder))
 
+  const simulatedErrorSent = tally<ErrorCode>(
+    registry,
+    `${PREFIX}simulated_errors_total`,
+    'Errors answered on demand to test keys (Simulate-Error), by error code; not counted in errors_total.',
+    'code',
+    errorCodes,
+  )
   const errorSent = tally<ErrorCode>(
     registry,
     `${PREFIX}errors_total`,
@@ -302,6 +309,9 @@ export function createMetrics(options: MetricsOptions) {
 
     /** An error envelope was sent with this code. */
     errorSent: errorSent.inc,
+
+    /** A test key's simulated error (Simulate-Error) was answered with this code: not a fault. */
+    simulatedErrorSent: simulatedErrorSent.inc,
 
     /** A dependency check finished (the dependency registry reports every one). */
     dependencyChecked(status: DependencyStatus) {

@@ -19,12 +19,15 @@ type Done = (error?: Error) => void
  * bug) goes to the error handler, which logs it.
  */
 const EXPECTED = new Set(['invalid_request', 'invalid_key', 'insufficient_scope', 'rate_limited', 'write_disabled'])
-/** Errors a step marked as expected whatever their code (a test key's simulated errors). */
-const markedExpected = new WeakSet<ApiError>()
+/** A test key's simulated errors (Simulate-Error), whatever their code. */
+const simulatedErrors = new WeakSet<ApiError>()
 
-/** Marks an error a step refuses with as expected, whatever its code: answered at once, with no log line. */
-export function asExpected(error: ApiError): ApiError {
-  markedExpected.add(error)
+/**
+ * Marks an error a step refuses with as simulated: answered at once whatever its code, with no
+ * log line, counted apart from real errors. Never a shared error object: its every use would count.
+ */
+export function asSimulated(error: ApiError): ApiError {
+  simulatedErrors.add(error)
   return error
 }
 
@@ -46,11 +49,12 @@ export interface RunOptions {
 export function runSteps(steps: readonly Step[], options: RunOptions = {}): onRequestHookHandler {
   const { beforeRefusing } = options
   const sendOptions = { scope: options.scope ?? null }
+  const simulatedOptions = { ...sendOptions, simulated: true }
 
   function answer(request: FastifyRequest, reply: FastifyReply, done: Done, error: unknown) {
-    if (error instanceof ApiError && (EXPECTED.has(error.code) || markedExpected.has(error))) {
-      sendError(request, reply, error, sendOptions)
-    } else done(error as Error)
+    if (error instanceof ApiError && simulatedErrors.has(error)) sendError(request, reply, error, simulatedOptions)
+    else if (error instanceof ApiError && EXPECTED.has(error.code)) sendError(request, reply, error, sendOptions)
+    else done(error as Error)
   }
 
   function refuse(request: FastifyRequest, reply: FastifyReply, done: Done, error: unknown) {

@@ -7,6 +7,7 @@ import {
   errorCodes,
   insufficientScope,
   internal,
+  invalidKey,
   invalidRequest,
   keyNotFound,
   keyRefusals,
@@ -18,7 +19,7 @@ import {
 import type { RateLimiter } from '../plugins/rate-limit.js'
 import { declaredErrorCodes } from '../schemas/error-envelope.js'
 import { callerOf } from './authentication.js'
-import { asExpected, type Step } from './run-steps.js'
+import { asSimulated, type Step } from './run-steps.js'
 
 /** The request headers of error simulation (docs/test-mode.md), as Node gives their names. */
 const SIMULATE_ERROR = 'simulate-error'
@@ -42,7 +43,7 @@ interface SimulatedRoute {
  * Each code as the gateway raises it for real, by the factories of the catalog: the same status,
  * message and headers. The step returns it (or rejects with it), and it is answered as every refusal of the order of
  * checks is: the envelope with the request id, X-Accepted-Scopes on a scoped route, the budget
- * in the RateLimit headers; as an expected refusal, with no error logged.
+ * in the RateLimit headers; marked simulated: no error logged, counted apart from real errors.
  */
 const SIMULATED: Record<
   ErrorCode,
@@ -53,7 +54,8 @@ const SIMULATED: Record<
   invalid_key: async (request, reply, route) => {
     reply.removeHeader('x-key-scopes')
     await route.limiter.showFailureBudget(request, reply)
-    return keyRefusals.unknown
+    // A fresh error, with the refusal's message: the shared one must not be marked simulated.
+    return invalidKey(keyRefusals.unknown.message)
   },
   insufficient_scope: (_request, _reply, route) => insufficientScope(route.scope as Scope),
   not_found: (_request, _reply, route) => route.notFound(),
@@ -106,9 +108,9 @@ export function simulateErrors(route: RouteOptions, limiter: RateLimiter): Step 
   function answer(request: FastifyRequest, reply: FastifyReply, code: ErrorCode | undefined) {
     if (code === undefined) return undefined
     const error = SIMULATED[code](request, reply, simulated)
-    if (!(error instanceof Promise)) return asExpected(error)
+    if (!(error instanceof Promise)) return asSimulated(error)
     return error.then((made) => {
-      throw asExpected(made)
+      throw asSimulated(made)
     })
   }
 

@@ -65,9 +65,11 @@ export function sendError(
   request: FastifyRequest,
   reply: FastifyReply,
   error: ApiError,
-  options: { readonly scope?: string | null; readonly beside?: object } = {},
+  options: { readonly scope?: string | null; readonly beside?: object; readonly simulated?: boolean } = {},
 ) {
-  request.server.metrics.errorSent(error.code)
+  // A simulated error is a test key's request, not a fault: it stays out of errors_total (and its alerts).
+  if (options.simulated === true) request.server.metrics.simulatedErrorSent(error.code)
+  else request.server.metrics.errorSent(error.code)
   reply.code(error.statusCode)
   reply.header('x-request-id', request.id)
   for (const [name, value] of ERROR_HEADERS) reply.header(name, value)

@@ -2,7 +2,7 @@ import createClient, { type Middleware } from 'openapi-fetch'
 import t from 'tap'
 import type { components, paths } from '../clients/typescript/src/openapi.generated.js'
 import { fetchViolations } from './helpers/contract.js'
-import { startGateway } from './helpers/gateway.js'
+import { rememberSecret, startGateway } from './helpers/gateway.js'
 
 /**
  * End to end, through a listening server, with the client typed from openapi.yaml: a drift between
@@ -45,7 +45,7 @@ t.test('the typed client drives every operation of a listening gateway', async (
 
   const studio = await client.GET('/v1/studios/{studioId}', { params: { path: { studioId } } })
   t.same(studio.data, { id: studioId, name: 'Main Stage', createdAt: first?.createdAt })
-  t.equal(studio.response.headers.get('x-key-scopes'), 'studio:read, stream:read, stream:golive')
+  t.equal(studio.response.headers.get('x-key-scopes'), 'studio:read, stream:read, stream:golive, keys:read, keys:write')
 
   const live = await client.POST('/v1/studios/{studioId}/stream/go-live', {
     params: { path: { studioId } },
@@ -65,8 +65,26 @@ t.test('the typed client drives every operation of a listening gateway', async (
 
   const key = await client.GET('/v1/key', { params: { header: { 'X-Request-Id': 'e2e-key-1' } } })
   t.equal(key.data?.id, keyId)
-  t.same(key.data?.scopes, ['studio:read', 'stream:read', 'stream:golive'])
+  t.same(key.data?.scopes, ['studio:read', 'stream:read', 'stream:golive', 'keys:read', 'keys:write'])
   t.equal(key.response.headers.get('x-request-id'), 'e2e-key-1', 'the typed X-Request-Id parameter is echoed')
+
+  // The key API, typed from the document: create (the secret once), read, roll, revoke, list.
+  const created = await client.POST('/v1/keys', { body: { name: 'e2e', scopes: ['studio:read'] } })
+  t.equal(created.response.status, 201)
+  const newKey = created.data as NonNullable<typeof created.data>
+  rememberSecret(newKey.secret)
+  const read = await client.GET('/v1/keys/{keyId}', { params: { path: { keyId: newKey.id } } })
+  t.equal(read.data?.name, 'e2e')
+  const rolled = await client.POST('/v1/keys/{keyId}/roll', {
+    params: { path: { keyId: newKey.id } },
+    body: { gracePeriod: 0 },
+  })
+  rememberSecret(rolled.data?.secret ?? '')
+  t.equal(rolled.response.status, 201)
+  const revoked = await client.POST('/v1/keys/{keyId}/revoke', { params: { path: { keyId: rolled.data?.id ?? '' } } })
+  t.equal(revoked.data?.status, 'revoked')
+  const listed = await client.GET('/v1/keys', { params: { query: { limit: 100 } } })
+  t.equal(listed.data?.data.length, 3, 'the caller, the key it made and its successor')
 
   // Errors come back typed by status: the code is one of the codes the document lists for it.
   const missing = await client.GET('/v1/studios/{studioId}', { params: { path: { studioId: 'std_nope' } } })
@@ -86,5 +104,5 @@ t.test('the typed client drives every operation of a listening gateway', async (
   t.equal(forbidden.response.status, 403)
   t.equal(forbidden.error?.error.requiredScope, 'stream:golive')
 
-  t.equal(checked.length, 11, 'every response went through the contract check')
+  t.equal(checked.length, 16, 'every response went through the contract check')
 })

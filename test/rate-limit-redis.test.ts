@@ -290,10 +290,11 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
         .split('\n').length - 1
 
     const gw = await startGateway(t, { env: { REDIS_URL: own.url } })
-    t.equal(await otherClients(), 1, 'the gateway holds one connection')
+    // The limiter's, and the key invalidation channel's two (a subscribed connection cannot publish).
+    t.equal(await otherClients(), 3, 'the gateway holds three connections')
     await gw.close()
     // QUIT is answered before the server drops the connection: give it a moment.
-    await waitFor('the connection to close', async () => (await otherClients()) === 0, 2000)
+    await waitFor('the connections to close', async () => (await otherClients()) === 0, 2000)
     t.pass('no connection left after close')
 
     const down = await startGateway(t, { env: { REDIS_URL: own.url } })

@@ -2,6 +2,7 @@ import type { InjectOptions, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
 import { type ErrorCode, errorCatalog, errorCodes } from '../lib/errors.js'
 import { bearer, errorOf, startGateway } from './helpers/gateway.js'
+import { parseExposition } from './helpers/prometheus.js'
 
 interface Operation {
   readonly method: string
@@ -99,6 +100,15 @@ t.test('Simulate-Error', async (t) => {
       [],
       'a simulated error is not logged as a fault',
     )
+    const metrics = parseExposition((await gw.app.inject({ url: '/metrics' })).body)
+    for (const code of ['internal', 'bad_gateway', 'unavailable'] as const) {
+      t.ok((metrics.value('studio_gateway_simulated_errors_total', { code }) ?? 0) > 0, `${code} counted as simulated`)
+      t.equal(metrics.value('studio_gateway_errors_total', { code }), 0, `${code} is not counted as a real error`)
+    }
+    const realUnknownKey = await gw.app.inject({ url: '/v1/key', headers: bearer(`sk_test_${'A'.repeat(38)}`) })
+    t.equal(realUnknownKey.statusCode, 401)
+    const after = parseExposition((await gw.app.inject({ url: '/metrics' })).body)
+    t.equal(after.value('studio_gateway_errors_total', { code: 'invalid_key' }), 1, 'a real refusal still counts')
   })
 
   t.test('a simulated answer equals the real one, byte for byte apart from the request id', async (t) => {
