@@ -1,6 +1,4 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Ajv, { type Options as AjvOptions } from 'ajv'
-import addFormats from 'ajv-formats'
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify'
 import { type DestinationStream, pino } from 'pino'
 import type { Config } from './config.js'
@@ -16,6 +14,7 @@ import { stdoutDestination } from './lib/log-destination.js'
 import { createMetrics, type Metrics } from './lib/metrics.js'
 import { lazyChildLogger } from './lib/request-logger.js'
 import { provisionSandbox } from './lib/sandbox.js'
+import { compileValidator, schemaController } from './lib/schema-compilers.js'
 import { createAnswerSealer } from './lib/sealed-answers.js'
 import v1Pipeline from './pipeline/index.js'
 import { loadMonitor } from './pipeline/load-shedding.js'
@@ -79,21 +78,6 @@ function createLogger(level: Config['logLevel'], stream?: DestinationStream) {
   const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
   const destination = stream ?? stdoutDestination()
   return { logger: pino(options, destination), destination }
-}
-
-// Ajv as the design wants it: unknown fields are rejected, not stripped. Query strings and path
-// parameters are text and need coercion (`limit=20` → 20); bodies are JSON and must not be coerced
-// (`{"title": 5}` is an error, not "5").
-const ajvBase: AjvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, strict: false }
-
-function createValidators() {
-  const forText = addFormats.default(new Ajv.default({ ...ajvBase, coerceTypes: 'array' }))
-  const forBody = addFormats.default(new Ajv.default({ ...ajvBase, coerceTypes: false }))
-  for (const schema of sharedSchemas) {
-    forText.addSchema(schema)
-    forBody.addSchema(schema)
-  }
-  return { forText, forBody }
 }
 
 /** Trusts the `hops` proxies nearest to the server (what Fastify does with a number). */
@@ -190,6 +174,8 @@ async function assemble(
     // Long ids still reach the route (and its 404, with the route's headers), rather than failing
     // to match it: Node's parser refuses a request line and headers over 16 KiB before routing.
     routerOptions: { maxParamLength: 16 * 1024 },
+    // Validators and serializers compiled once per process (lib/schema-compilers.ts).
+    schemaController,
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.addHook('onClose', async () => {
     keyManagement.close()
@@ -197,10 +183,7 @@ async function assemble(
     await backends.close()
   })
 
-  const validators = createValidators()
-  app.setValidatorCompiler(({ schema, httpPart }) =>
-    (httpPart === 'body' ? validators.forBody : validators.forText).compile(schema),
-  )
+  app.setValidatorCompiler(compileValidator)
   for (const schema of sharedSchemas) app.addSchema(schema)
 
   app.decorate('config', config)

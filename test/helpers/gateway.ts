@@ -83,7 +83,10 @@ export interface TestGateway {
 export async function startGateway(t: Test, options: GatewayOptions = {}): Promise<TestGateway> {
   const storeEnv = options.storeEnv ?? (await freshStoreEnv(t))
   const { DATABASE_URL: _ignored, ...env } = options.env ?? {}
-  const config = loadConfig({ LOG_LEVEL: 'info', ...env, ...storeEnv })
+  // Shedding on event-loop delay measures the machine: with test files run side by side on a busy
+  // machine, a starved process lags for seconds and would answer 503 where the test expects its
+  // code. Off unless a test sets it (load-shedding.test.ts does).
+  const config = loadConfig({ LOG_LEVEL: 'info', SHED_MAX_EVENT_LOOP_DELAY: '0', ...env, ...storeEnv })
   const chunks: string[] = []
   const logStream = new Writable({
     write(chunk, _encoding, callback) {
