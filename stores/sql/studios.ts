@@ -46,6 +46,26 @@ export function createStudioRepository(
     return at > previous ? at : previous
   }
 
+  /**
+   * A stream's transition to `to`, in one transaction: the stream is read (and locked), a stream
+   * already in that state is answered as it is (a repeated go-live changes nothing), otherwise
+   * `change` writes it at a time after its last change.
+   */
+  async function transition(
+    ctx: CallContext,
+    studioId: string,
+    to: Stream['status'],
+    change: (trx: Kysely<Database>, at: string) => Promise<Selectable<StreamsTable>>,
+  ): Promise<Stream | undefined> {
+    if (!canBeStored(studioId)) return undefined
+    return db.transaction().execute(async (trx) => {
+      const stream = await lockStream(trx, ctx, studioId)
+      if (!stream) return undefined
+      if (stream.status === to) return toStream(stream)
+      return toStream(await change(trx, nowAfter(stream.updated_at)))
+    })
+  }
+
   async function ownedStudio(trx: Kysely<Database>, { accountId, mode }: CallContext, studioId: string) {
     return trx
       .selectFrom('studios')
@@ -129,12 +149,7 @@ export function createStudioRepository(
     },
 
     async goLive(ctx, studioId, { title }) {
-      if (!canBeStored(studioId)) return undefined
-      return db.transaction().execute(async (trx) => {
-        const stream = await lockStream(trx, ctx, studioId)
-        if (!stream) return undefined
-        if (stream.status === 'live') return toStream(stream)
-        const at = nowAfter(stream.updated_at)
+      return transition(ctx, studioId, 'live', async (trx, at) => {
         const live = await trx
           .updateTable('streams')
           .set({ status: 'live', title, started_at: at, updated_at: at })
@@ -145,17 +160,12 @@ export function createStudioRepository(
           .insertInto('sessions')
           .values({ id: newSessionId(), studio_id: studioId, title, started_at: at, ended_at: null })
           .execute()
-        return toStream(live)
+        return live
       })
     },
 
     async goOffline(ctx, studioId) {
-      if (!canBeStored(studioId)) return undefined
-      return db.transaction().execute(async (trx) => {
-        const stream = await lockStream(trx, ctx, studioId)
-        if (!stream) return undefined
-        if (stream.status === 'offline') return toStream(stream)
-        const at = nowAfter(stream.updated_at)
+      return transition(ctx, studioId, 'offline', async (trx, at) => {
         const offline = await trx
           .updateTable('streams')
           .set({ status: 'offline', title: null, started_at: null, updated_at: at })
@@ -168,7 +178,7 @@ export function createStudioRepository(
           .where('studio_id', '=', studioId)
           .where('ended_at', 'is', null)
           .execute()
-        return toStream(offline)
+        return offline
       })
     },
 
