@@ -29,7 +29,7 @@ if (missing.length > 0) {
 // Coverage is measured and enforced on the first tier; most of this tier's code runs in child
 // processes, whose coverage tap does not record. Its files run for minutes (the recipes, fuzzing).
 // One file per core: these files start processes of their own and measure bounds in time, where
-// the first tier's files mostly wait (package.json's `tap.jobs` runs two per core there).
+// the first tier's files mostly wait (package.json's `tap.jobs` runs four at a time there).
 const jobs = `--jobs=${availableParallelism()}`
 const { status } = spawnSync('tap', ['--disable-coverage', '--timeout=600', jobs, ...files, ...process.argv.slice(2)], {
   cwd: root,
