@@ -18,20 +18,16 @@ import { sharedSchemas } from '../schemas/index.js'
 // (`{"title": 5}` is an error, not "5").
 const ajvBase: AjvOptions = { removeAdditional: false, useDefaults: true, allErrors: false, strict: false }
 
-let validators: { forText: Ajv.default; forBody: Ajv.default } | undefined
-
-/** The two Ajv instances, made once. */
-function sharedValidators() {
-  if (validators) return validators
-  const forText = addFormats.default(new Ajv.default({ ...ajvBase, coerceTypes: 'array' }))
-  const forBody = addFormats.default(new Ajv.default({ ...ajvBase, coerceTypes: false }))
+/** The two Ajv instances, one for JSON bodies and one for text (query strings, path parameters). */
+const validators = (() => {
+  const text = addFormats.default(new Ajv.default({ ...ajvBase, coerceTypes: 'array' }))
+  const body = addFormats.default(new Ajv.default({ ...ajvBase, coerceTypes: false }))
   for (const schema of sharedSchemas) {
-    forText.addSchema(schema)
-    forBody.addSchema(schema)
+    text.addSchema(schema)
+    body.addSchema(schema)
   }
-  validators = { forText, forBody }
-  return validators
-}
+  return { text, body }
+})()
 
 type Validator = ReturnType<Ajv.default['compile']>
 /** Validators by HTTP part and schema text: route plugins build their schema objects anew for each app. */
@@ -39,12 +35,11 @@ const validatorsByText = new Map<string, Validator>()
 
 /** The validator compiler every app is given (`app.setValidatorCompiler`). */
 export function compileValidator({ schema, httpPart }: { schema: object; httpPart?: string }) {
-  const forBody = httpPart === 'body'
-  const key = `${forBody ? 'body' : 'text'} ${JSON.stringify(schema)}`
+  const part = httpPart === 'body' ? 'body' : 'text'
+  const key = `${part} ${JSON.stringify(schema)}`
   const known = validatorsByText.get(key)
   if (known) return known
-  const { forText, forBody: bodies } = sharedValidators()
-  const validator = (forBody ? bodies : forText).compile(schema)
+  const validator = validators[part].compile(schema)
   validatorsByText.set(key, validator)
   return validator
 }
