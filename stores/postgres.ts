@@ -1,4 +1,12 @@
-import { Kysely, PostgresDialect, sql } from 'kysely'
+import {
+  type DatabaseIntrospector,
+  DEFAULT_MIGRATION_LOCK_TABLE,
+  DEFAULT_MIGRATION_TABLE,
+  Kysely,
+  PostgresDialect,
+  sql,
+  type TableMetadata,
+} from 'kysely'
 import pg from 'pg'
 import { faultAwarePool, loggable } from './postgres-faults.js'
 import { migrateToLatest } from './sql/migrations.js'
@@ -59,6 +67,37 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
 }
 
 /**
+ * What Kysely's Migrator asks of the database (does our schema exist, which tables it holds),
+ * answered for our schema alone. Kysely's own PostgreSQL introspector reads every schema of the
+ * database and looks each one up again by name, so it fails ("schema … does not exist") whenever
+ * another deployment, or a test, drops a schema of the same database meanwhile. Tables are listed
+ * without their columns, which the Migrator does not read.
+ */
+function schemaIntrospector(db: Kysely<unknown>, schema: string): DatabaseIntrospector {
+  const internal = new Set([DEFAULT_MIGRATION_TABLE, DEFAULT_MIGRATION_LOCK_TABLE])
+  const getTables: DatabaseIntrospector['getTables'] = async (options) => {
+    const { rows } = await sql<{ name: string; isView: boolean }>`
+      select c.relname as "name", c.relkind = 'v' as "isView"
+      from pg_catalog.pg_class c join pg_catalog.pg_namespace ns on ns.oid = c.relnamespace
+      where ns.nspname = ${schema} and c.relkind in ('r', 'p', 'v')`.execute(db)
+    return rows
+      .filter((row) => options?.withInternalKyselyTables === true || !internal.has(row.name))
+      .map((row): TableMetadata => ({ ...row, schema, columns: [] }))
+  }
+  return {
+    async getSchemas() {
+      const { rows } = await sql<{ name: string }>`
+        select nspname as "name" from pg_catalog.pg_namespace where nspname = ${schema}`.execute(db)
+      return rows
+    },
+    getTables,
+    async getMetadata(options) {
+      return { tables: await getTables(options) }
+    },
+  }
+}
+
+/**
  * Migrations run on their own connection, without the serving timeouts: another instance may be
  * holding the migration lock while it migrates, and the wait is legitimate.
  */
@@ -70,13 +109,23 @@ async function migrate(url: string): Promise<string[]> {
     application_name: 'studio-gateway migrate',
   })
   pool.on('error', () => {})
-  const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) })
   try {
-    const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db)
+    const { rows } = await pool.query<{ schema: string | null }>('select current_schema() as schema')
     const schema = rows[0]?.schema
     if (!schema) throw new Error('DATABASE_URL: no schema of its search_path exists; create it first')
-    return await migrateToLatest(db, schema)
+    class MigrationDialect extends PostgresDialect {
+      override createIntrospector(db: Kysely<unknown>) {
+        return schemaIntrospector(db, schema as string)
+      }
+    }
+    const db = new Kysely<unknown>({ dialect: new MigrationDialect({ pool }) })
+    try {
+      return await migrateToLatest(db, schema)
+    } finally {
+      await db.destroy()
+    }
   } finally {
-    await db.destroy()
+    // Already ended by db.destroy() when the migration ran: only the first end counts.
+    await pool.end().catch(() => {})
   }
 }

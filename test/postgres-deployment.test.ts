@@ -1,5 +1,7 @@
+import pg from 'pg'
 import type { Test } from 'tap'
 import t from 'tap'
+import { openPostgresStore } from '../stores/postgres.js'
 import { freshSchema, POSTGRES_SKIP_REASON, testDatabaseUrl } from './helpers/database.js'
 import { spawnCli } from './helpers/process.js'
 
@@ -78,3 +80,31 @@ t.test(
     )
   },
 )
+
+t.test('migrating while other schemas of the database are created and dropped', { skip }, async (t) => {
+  // Another deployment, or another test run, on the same database: its schemas come and go while
+  // ours migrates. Kysely's own introspection looked every schema up by name and failed with
+  // "schema … does not exist" when one was dropped meanwhile.
+  const admin = new pg.Client({ connectionString: testDatabaseUrl })
+  admin.on('error', () => {})
+  await admin.connect()
+  t.teardown(() => admin.end())
+  const prefix = `sg_churn_${process.pid}_`
+  let churning = true
+  const churn = (async () => {
+    for (let i = 0; churning; i++) {
+      await admin.query(`create schema ${prefix}${i}; create table ${prefix}${i}.t (id serial primary key)`)
+      await admin.query(`drop schema ${prefix}${i} cascade`)
+    }
+  })()
+  try {
+    for (let i = 0; i < 15; i++) {
+      const store = await openPostgresStore(await freshSchema(t))
+      t.ok(await store.keys.list('acct_churn'), `migration ${i + 1} of 15 completed`)
+      await store.close()
+    }
+  } finally {
+    churning = false
+    await churn
+  }
+})
