@@ -57,7 +57,7 @@ const policyField = (policies: readonly RatePolicy[]) =>
  *
  * The client-IP budget goes through @fastify/rate-limit (`createRateLimit`, with the algorithm as
  * its `store`): one policy per check fits that contract. The key budget calls the algorithm
- * directly: a key may carry several policies decided at once (one Redis round trip), the answer
+ * directly: a key may carry several policies decided at once (one Redis script call), the answer
  * names the policy that applied with its exact wait, and in memory the decision needs no promise
  * at all — none of which the plugin's store contract (one counter and one TTL per call) can carry.
  */

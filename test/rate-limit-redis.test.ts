@@ -128,6 +128,44 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     t.pass('never more than 4 in any second, whichever instance answered')
   })
 
+  t.test('requests arriving together: one script call decides them all, as one by one would', async (t) => {
+    // A Redis of this test's own, so its command statistics count this test's calls only.
+    const own = await spawnRedisServer(t)
+    const [a, b] = await twoInstances(t, { REDIS_URL: own.url, RATE_LIMIT_MAX: '10', RATE_LIMIT_WINDOW: '1m' })
+    const { secret } = await a.key()
+    // The script loaded and both connections warm first (a cold first call can outlast the
+    // decision deadline on a busy machine, and that request would be decided in memory).
+    const warm = await a.key()
+    for (const gw of [a, b]) await gw.app.inject({ url: '/v1/key', headers: bearer(warm.secret) })
+    const client = new Redis(own.url)
+    t.teardown(() => client.disconnect())
+    const scriptCalls = async () => {
+      const stats = await client.info('commandstats')
+      return [...stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0)
+    }
+    const before = await scriptCalls()
+    const burst = (gw: TestGateway) =>
+      Array.from({ length: 16 }, () => gw.app.inject({ url: '/v1/key', headers: bearer(secret) }))
+    const answers = await Promise.all([...burst(a), ...burst(b)])
+    const calls = (await scriptCalls()) - before
+
+    const allowed = answers.filter((res) => res.statusCode === 200)
+    const refused = answers.filter((res) => res.statusCode === 429)
+    const failedOver = a.app.rateLimitStats.failOpen + b.app.rateLimitStats.failOpen
+    t.equal(allowed.length, 10, `exactly the limit allowed, across both instances (${failedOver} decided in memory)`)
+    t.equal(refused.length, 22, 'every other request refused')
+    t.same(
+      allowed.map((res) => Number(res.headers['ratelimit-remaining'])).sort((x, y) => x - y),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+      'each allowed request told the remaining count of its own place in line',
+    )
+    for (const res of refused) {
+      t.equal(res.headers['ratelimit-remaining'], '0')
+      t.equal(res.headers['retry-after'], res.headers['ratelimit-reset'], 'Retry-After is the wait the headers show')
+    }
+    t.ok(calls >= 2 && calls <= 8, `${calls} script calls for 32 requests on two instances (one per instance per turn of the event loop)`)
+  })
+
   t.test('a key with two policies is held by the stricter on Redis too', async (t) => {
     const prefix = uniquePrefix()
     await sharedRedis(t, prefix)

@@ -6,8 +6,8 @@ import {
   appliedState,
   createMemoryWindows,
   type Decision,
-  type PolicyState,
   type RatePolicy,
+  redisDecision,
   SLIDING_WINDOW_SCRIPT,
   SLOTS,
 } from './sliding-window.js'
@@ -160,27 +160,80 @@ export async function createRateLimitCounters(options: RateLimitCountersOptions)
     return memory.decide(partition, shares(policies), increment)
   }
 
-  async function viaRedis(
-    client: ScriptedRedis,
-    partition: string,
-    policies: readonly RatePolicy[],
-    increment: boolean,
-  ): Promise<Decision> {
-    const keys = policies.map((policy) => `${namespace}${partition}:${policy.windowMs}`)
-    const args = policies.flatMap((policy) => [policy.max, policy.windowMs])
-    const reply = await withDeadline(
-      client.slidingWindow(keys.length, ...keys, increment ? 1 : 0, SLOTS, ...args),
+  /**
+   * Requests of one partition waiting for Redis, decided together by one script call at the end of
+   * this turn of the event loop (see SLIDING_WINDOW_SCRIPT): one round trip for all the requests
+   * of a key that arrived together instead of one each, and the same decisions, in the same order.
+   */
+  interface Batch {
+    readonly partition: string
+    readonly policies: readonly RatePolicy[]
+    readonly increment: boolean
+    readonly waiting: Array<{ resolve(decision: Decision): void }>
+  }
+  let batches = new Map<string, Batch>()
+  let flushing = false
+
+  function flush() {
+    flushing = false
+    const due = batches
+    batches = new Map()
+    for (const batch of due.values()) send(batch)
+  }
+
+  function send(batch: Batch) {
+    const { partition, policies, increment, waiting } = batch
+    const failOver = (error: unknown) => {
+      markDown(error)
+      for (const request of waiting) request.resolve(inMemory(partition, policies, increment))
+    }
+    let reply: Promise<number[]>
+    try {
+      const keys = policies.map((policy) => `${namespace}${partition}:${policy.windowMs}`)
+      const args = policies.flatMap((policy) => [policy.max, policy.windowMs])
+      reply = (redis as ScriptedRedis).slidingWindow(
+        keys.length,
+        ...keys,
+        increment ? 1 : 0,
+        SLOTS,
+        waiting.length,
+        ...args,
+      )
+    } catch (error) {
+      failOver(error)
+      return
+    }
+    withDeadline(
+      reply,
       REDIS_DECISION_DEADLINE_MS,
       () => new Error(`no answer within ${REDIS_DECISION_DEADLINE_MS} ms`),
-    )
-    const allowed = reply[0] === 1
-    const states: PolicyState[] = policies.map((policy, i) => ({
-      policy,
-      remaining: Number(reply[1 + 3 * i]),
-      resetMs: Number(reply[2 + 3 * i]),
-      waitMs: Number(reply[3 + 3 * i]),
-    }))
-    return { allowed, applied: appliedState(states, allowed) }
+    ).then((answer) => {
+      for (let i = 0; i < waiting.length; i++) {
+        ;(waiting[i] as Batch['waiting'][number]).resolve(redisDecision(answer, policies, increment, i))
+      }
+    }, failOver)
+  }
+
+  function viaRedis(partition: string, policies: readonly RatePolicy[], increment: boolean): Promise<Decision> {
+    // A partition never starts with '?': looks and counted requests are batched apart.
+    const id = increment ? partition : `?${partition}`
+    let batch = batches.get(id)
+    if (batch !== undefined && batch.policies !== policies) {
+      // The key's policies changed meanwhile: what waits is decided under the old ones first.
+      batches.delete(id)
+      send(batch)
+      batch = undefined
+    }
+    if (batch === undefined) {
+      batch = { partition, policies, increment, waiting: [] }
+      batches.set(id, batch)
+      if (!flushing) {
+        flushing = true
+        setImmediate(flush)
+      }
+    }
+    const waiting = batch.waiting
+    return new Promise((resolve) => waiting.push({ resolve }))
   }
 
   return {
@@ -196,10 +249,7 @@ export async function createRateLimitCounters(options: RateLimitCountersOptions)
     decide(partition: string, policies: readonly RatePolicy[], increment = true): Decision | Promise<Decision> {
       if (!redis) return memory.decide(partition, policies, increment)
       if (stats.redisReachable === false) return inMemory(partition, policies, increment)
-      return viaRedis(redis, partition, policies, increment).catch((error: unknown) => {
-        markDown(error)
-        return inMemory(partition, policies, increment)
-      })
+      return viaRedis(partition, policies, increment)
     },
 
     /** Connects to Redis, waiting at most the connect timeout: if it is down, start failed over. */

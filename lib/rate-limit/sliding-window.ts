@@ -12,7 +12,8 @@ import { LRUCache } from 'lru-cache'
  *     would refuse it (the oldest slot counts whole), which is the tolerance, on the safe side.
  *
  * The same arithmetic runs in memory (`createMemoryWindows`) and in Redis (`SLIDING_WINDOW_SCRIPT`,
- * one script and one round trip for every policy of a decision).
+ * one script call for every policy of a decision, and for every request of a partition that arrived
+ * in the same turn of the event loop).
  */
 export const SLOTS = 20
 
@@ -161,19 +162,26 @@ export type MemoryWindows = ReturnType<typeof createMemoryWindows>
  * (field: slot, value: count), the clock is Redis's own (TIME), so instances whose clocks differ
  * still count in the same slots.
  *
- * KEYS[i]: the hash of policy i. ARGV: increment (1 or 0), SLOTS, then max and windowMs of each
- * policy. Returns allowed (1 or 0), then remaining, resetMs and waitMs of each policy.
+ * One call decides `n` requests of one partition that arrived together, in order, exactly as `n`
+ * calls one after the other would: the first k are allowed (k is the room every policy has left,
+ * at most n) and counted, the others refused; a look (increment 0) allows all n or none and
+ * counts nothing. `redisStates` turns the answer into each request's state.
+ *
+ * KEYS[i]: the hash of policy i. ARGV: increment (1 or 0), SLOTS, n, then max and windowMs of each
+ * policy. Returns k, then for each policy: its count before the call, and resetMs and waitMs once
+ * the k allowed requests are counted.
  */
 export const SLIDING_WINDOW_SCRIPT = `
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local increment = ARGV[1] == '1'
 local slots = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
 local windows = {}
-local allowed = true
+local room = n
 for i, key in ipairs(KEYS) do
-  local max = tonumber(ARGV[1 + 2 * i])
-  local windowMs = tonumber(ARGV[2 + 2 * i])
+  local max = tonumber(ARGV[2 + 2 * i])
+  local windowMs = tonumber(ARGV[3 + 2 * i])
   local head = math.floor(now * slots / windowMs)
   local raw = redis.call('HGETALL', key)
   local counts = {}
@@ -189,18 +197,20 @@ for i, key in ipairs(KEYS) do
     end
   end
   if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-  if total >= max then allowed = false end
+  room = math.min(room, max - total)
   windows[i] = { key = key, max = max, windowMs = windowMs, head = head, counts = counts, total = total }
 end
-local result = { allowed and 1 or 0 }
+local allowed = math.max(0, room)
+if not increment and allowed > 0 then allowed = n end
+local result = { allowed }
 for i, w in ipairs(windows) do
-  if allowed and increment then
-    w.counts[w.head] = (w.counts[w.head] or 0) + 1
-    w.total = w.total + 1
-    redis.call('HINCRBY', w.key, string.format('%d', w.head), 1)
+  local before = w.total
+  if increment and allowed > 0 then
+    w.counts[w.head] = (w.counts[w.head] or 0) + allowed
+    w.total = w.total + allowed
+    redis.call('HINCRBY', w.key, string.format('%d', w.head), allowed)
     redis.call('PEXPIRE', w.key, w.windowMs * 2)
   end
-  local remaining = math.max(0, w.max - w.total)
   local resetMs = -1
   local mustLeave = w.total - w.max + 1
   local waitMs = -1
@@ -220,9 +230,39 @@ for i, w in ipairs(windows) do
       end
     end
   end
-  result[#result + 1] = remaining
+  result[#result + 1] = before
   result[#result + 1] = math.max(0, resetMs)
   result[#result + 1] = math.max(0, waitMs)
 end
 return result
 `
+
+/**
+ * The decision of request `index` (0-based) of the `n` one script call decided (see
+ * SLIDING_WINDOW_SCRIPT): what the same requests decided one by one would each have been told.
+ */
+export function redisDecision(
+  reply: readonly (number | string)[],
+  policies: readonly RatePolicy[],
+  increment: boolean,
+  index: number,
+): Decision {
+  const allowedCount = Number(reply[0])
+  const allowed = index < allowedCount
+  // Counted before this request's own state was taken: itself and those before it when allowed,
+  // every allowed one when refused (a refused request is not counted).
+  const counted = increment ? (allowed ? index + 1 : allowedCount) : 0
+  const states = policies.map((policy, i): PolicyState => {
+    const remaining = Math.max(0, policy.max - Number(reply[1 + 3 * i]) - counted)
+    const waitMs = Number(reply[3 + 3 * i])
+    return {
+      policy,
+      remaining,
+      resetMs: Number(reply[2 + 3 * i]),
+      // An allowed request with room left can be followed at once; the last one allowed waits
+      // what the call's state says, and so do the refused.
+      waitMs: allowed && remaining > 0 ? 0 : waitMs,
+    }
+  })
+  return { allowed, applied: states.length === 1 ? (states[0] as PolicyState) : appliedState(states, allowed) }
+}
