@@ -163,7 +163,10 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
       t.equal(res.headers['ratelimit-remaining'], '0')
       t.equal(res.headers['retry-after'], res.headers['ratelimit-reset'], 'Retry-After is the wait the headers show')
     }
-    t.ok(calls >= 2 && calls <= 8, `${calls} script calls for 32 requests on two instances (one per instance per turn of the event loop)`)
+    t.ok(
+      calls >= 2 && calls <= 8,
+      `${calls} script calls for 32 requests on two instances (one per instance per turn of the event loop)`,
+    )
   })
 
   t.test('a key with two policies is held by the stricter on Redis too', async (t) => {
