@@ -18,9 +18,9 @@ import { compileValidator, schemaController } from './lib/schema-compilers.js'
 import { createAnswerSealer } from './lib/sealed-answers.js'
 import v1Pipeline from './pipeline/index.js'
 import { loadMonitor } from './pipeline/load-shedding.js'
-import requestId, { genReqId } from './pipeline/request-id.js'
+import { genReqId } from './pipeline/request-id.js'
+import rootSteps from './pipeline/root.js'
 import bodyParser from './plugins/body-parser.js'
-import edgeChecks from './plugins/edge.js'
 import errorHandler, { sendError } from './plugins/error-handler.js'
 import observe from './plugins/observe.js'
 import openapi from './plugins/openapi.js'
@@ -199,11 +199,12 @@ async function assemble(
 
   // Infrastructure: what every answer needs, then the limiter and the load monitor.
   await app.register(observe, { destination })
-  await app.register(requestId)
-  await app.register(edgeChecks, { edge })
-  await app.register(errorHandler, {
+  await app.register(errorHandler, { onClientAbort: edge.clientAborted })
+  // Request id, the edge's checks and unknown routes, for every request (pipeline/root.ts).
+  await app.register(rootSteps, {
+    edge,
+    maxConnections: config.edge.maxConnections,
     onUnknownRoute: (request, reply) => app.rateLimiter.unknownRoute(request, reply),
-    onClientAbort: edge.clientAborted,
   })
   await app.register(bodyParser)
   await app.register(rateLimits, { config })

@@ -25,7 +25,7 @@ import { newRequestId } from './ids.js'
  *   client still sends is read and thrown away for LINGER_TIMEOUT / LINGER_MAX_KB before the
  *   socket is destroyed, so a client still uploading reads the answer instead of a reset.
  * - Capacity: MAX_CONNECTIONS served at once; the next REFUSAL_BAND get 503 unavailable (see
- *   plugins/edge.ts), any more are refused by Node before they cost more than the accept.
+ *   pipeline/edge.ts), any more are refused by Node before they cost more than the accept.
  * - Requests the HTTP parser rejects, or that run out of time, get the envelope: after the
  *   answers of the requests pipelined before them, in order.
  * - `Expect` other than 100-continue and CONNECT reach Fastify (Node answers them itself:
@@ -171,7 +171,8 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
     // Answered before its body arrived: what follows is body, not a next request.
     if (!req.complete && hasBody(req)) return true
     const connection = connectionOf(req.socket)
-    return connection?.overCapacity === true || Date.now() < pressureUntil
+    // The clock is read only after a descriptor shortage (pressureUntil is 0 until one).
+    return connection?.overCapacity === true || (pressureUntil !== 0 && Date.now() < pressureUntil)
   }
 
   /**
@@ -201,7 +202,7 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
         requestTimeout: bounds.requestTimeoutMs,
         keepAliveTimeout: bounds.keepAliveTimeoutMs,
         connectionsCheckingInterval: checkIntervalMs,
-        // A missing Host is answered by the gateway, in the envelope (plugins/edge.ts), not by Node's bare 400.
+        // A missing Host is answered by the gateway, in the envelope (pipeline/edge.ts), not by Node's bare 400.
         requireHostHeader: false,
         ServerResponse: EdgeResponse,
       },
@@ -302,7 +303,7 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
    * The body of a request being served cannot complete. While Fastify reads it, the error reaches
    * its body parser as the stream's error: the answer is Fastify's 400 in the envelope (with the
    * request's id and its log line), closing the connection. A route that does not read the body
-   * has answered, or will, with Connection: close (plugins/edge.ts); the connection closes after it.
+   * has answered, or will, with Connection: close (pipeline/edge.ts); the connection closes after it.
    */
   function failBody(res: ServerResponse, error: ApiError) {
     const { req } = res

@@ -33,17 +33,18 @@ export const newKeyId = () => `key_${randomBase62(16)}`
 /** A client-sent X-Request-Id is echoed only when it matches this: 1–128 of `[A-Za-z0-9._:-]`. */
 export const CLIENT_REQUEST_ID_PATTERN = '^[A-Za-z0-9._:-]{1,128}$'
 
-// Request ids: `req_` + 16 hex. Random bytes are drawn in batches, not one syscall per request.
+// Request ids: `req_` + 16 hex. Random bytes are drawn in batches, not one syscall per request,
+// and turned into hex once per batch: an id is then a slice of that text.
 const POOL_IDS = 512
-let pool = Buffer.alloc(0)
+let pool = ''
 let poolOffset = 0
 
 export function newRequestId(): string {
   if (poolOffset >= pool.length) {
-    pool = randomBytes(8 * POOL_IDS)
+    pool = randomBytes(8 * POOL_IDS).toString('hex')
     poolOffset = 0
   }
-  const id = `req_${pool.toString('hex', poolOffset, poolOffset + 8)}`
-  poolOffset += 8
+  const id = `req_${pool.slice(poolOffset, poolOffset + 16)}`
+  poolOffset += 16
   return id
 }

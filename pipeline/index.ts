@@ -14,7 +14,8 @@ import { gateWrites } from './write-gate.js'
 /**
  * The order of checks of every /v1 request: the spec's order, and the one place it is decided.
  *
- *    1. request id      every answer carries X-Request-Id         pipeline/request-id.ts (root, every route)
+ *    1. request id      every answer carries X-Request-Id         pipeline/root.ts (every route, with the edge's
+ *                                                                 checks and unknown routes)
  *    2. load shedding   503 unavailable                           shedLoad
  *    3. key             401 invalid_key, 503 unavailable          authenticate
  *    4. rate limit      429 rate_limited                          limitRate

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import fp from 'fastify-plugin'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { holdsKeyPrefix } from '../lib/api-keys.js'
 import { CLIENT_REQUEST_ID_PATTERN, newRequestId } from '../lib/ids.js'
 
@@ -16,14 +16,11 @@ export function genReqId(raw: IncomingMessage): string {
   return typeof sent === 'string' && CLIENT_REQUEST_ID.test(sent) && !holdsKeyPrefix(sent) ? sent : newRequestId()
 }
 
-/** Every response carries X-Request-Id (Fastify does not echo it) and nosniff. */
-export default fp(
-  async function requestId(app) {
-    app.addHook('onRequest', (request, reply, done) => {
-      reply.header('x-request-id', request.id)
-      reply.header('x-content-type-options', 'nosniff')
-      done()
-    })
-  },
-  { name: 'request-id' },
-)
+/**
+ * Step 1 of the order of checks, on every request (known route or not): every answer carries
+ * X-Request-Id (Fastify does not echo it) and nosniff. Run by pipeline/root.ts.
+ */
+export function stampRequest(request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('x-request-id', request.id)
+  reply.header('x-content-type-options', 'nosniff')
+}

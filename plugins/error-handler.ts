@@ -5,19 +5,17 @@ import { descriptorExhaustion, isDescriptorExhaustion } from '../lib/descriptors
 import { type ApiError, ERROR_HEADERS, envelope, notFound, toApiError } from '../lib/errors.js'
 
 export interface ErrorHandlerOptions {
-  /** Run before the 404 is answered (the rate limit of unknown routes); may throw another error. */
-  readonly onUnknownRoute?: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
   /** A client closed its connection before its request was complete (counted apart, not an error of ours). */
   readonly onClientAbort?: (request: FastifyRequest) => void
 }
 
 /**
  * The one place errors become the envelope: every error thrown by a hook, a parser, a validator
- * or a handler, and every unknown route. The codes, statuses and headers come from the catalog
+ * or a handler, and every unknown route (answered by `answerUnknownRoute`). The codes, statuses and headers come from the catalog
  * (lib/errors.ts); requests Node's HTTP parser rejects are answered below Fastify (lib/edge.ts).
  */
 export default fp<ErrorHandlerOptions>(
-  async function errorHandler(app, { onUnknownRoute, onClientAbort }) {
+  async function errorHandler(app, { onClientAbort }) {
     app.setErrorHandler((error, request, reply) => {
       if (request.raw.destroyed && !request.raw.complete) {
         // The connection closed mid-request (its body reader failed with "aborted"): nobody to
@@ -40,16 +38,8 @@ export default fp<ErrorHandlerOptions>(
       return sendError(request, reply, apiError)
     })
 
-    // An unknown route is answered from onRequest, before its body is read or parsed: 404 whatever
-    // the method (QUERY without a Content-Type), body or content type, and the IP budget spent first.
-    const unknownRoute = (request: FastifyRequest, reply: FastifyReply) =>
-      sendError(request, reply, notFound(`no route for ${request.method} ${describePath(request.url)}`))
-    app.addHook('onRequest', (request, reply, done) => {
-      if (!request.is404) return done()
-      if (onUnknownRoute === undefined) unknownRoute(request, reply)
-      else onUnknownRoute(request, reply).then(() => unknownRoute(request, reply), done)
-    })
-    app.setNotFoundHandler(unknownRoute)
+    // Unknown routes are answered from onRequest (pipeline/root.ts); this is what Fastify would call.
+    app.setNotFoundHandler(answerUnknownRoute)
   },
   { name: 'error-handler' },
 )
@@ -78,6 +68,11 @@ export function sendError(
   if (scope) reply.header('x-accepted-scopes', scope)
   const body = envelope(error, request.id)
   return reply.send(options.beside === undefined ? body : { ...body, ...options.beside })
+}
+
+/** 404 not_found for a request no route matches, whatever its method, body or content type. */
+export function answerUnknownRoute(request: FastifyRequest, reply: FastifyReply) {
+  return sendError(request, reply, notFound(`no route for ${request.method} ${describePath(request.url)}`))
 }
 
 function describePath(url: string): string {
