@@ -131,6 +131,33 @@ t.test('studios, stream and sessions', async (t) => {
     )
   })
 
+  t.test('answers kept as JSON from memory are the bytes the schema serializer gives, headers too', async (t) => {
+    // A name JSON must escape (quote, backslash, a control character), and non-ASCII ones.
+    const name = 'Kept "quoted" \\ back\\slash \u0001 tab\t é 🎥 </script>'
+    const id = await gw.studio('acct_kept', name)
+    const kept = await gw.key({ accountId: 'acct_kept' })
+    for (const url of [`/v1/studios/${id}`, '/v1/studios', '/v1/studios?limit=1']) {
+      // The first answer is serialized from the store's answer; the next ones come from memory.
+      const answers = [await get(url, kept.secret), await get(url, kept.secret), await get(url, kept.secret)]
+      const [first] = answers as [(typeof answers)[number]]
+      t.equal(first.statusCode, 200, url)
+      for (const later of answers.slice(1)) {
+        t.equal(later.body, first.body, `${url}: the same bytes`)
+        t.equal(later.headers['content-type'], 'application/json; charset=utf-8', `${url}: the same content type`)
+        t.equal(later.headers['content-length'], first.headers['content-length'])
+      }
+      const body = first.json()
+      const studio = 'data' in body ? body.data[0] : body
+      t.equal(studio.name, name, `${url}: the name survives JSON`)
+      t.same(Object.keys(studio).sort(), ['createdAt', 'id', 'name'], `${url}: only the schema's properties`)
+    }
+    // The kept text follows the store: a new studio shows on the next answer.
+    const before = (await get('/v1/studios', kept.secret)).json().data.length
+    await gw.studio('acct_kept', 'Second')
+    t.equal((await get('/v1/studios', kept.secret)).json().data.length, before + 1, 'a kept page is not served stale')
+    t.equal((await get(`/v1/studios/${id}`)).statusCode, 404, 'nor a kept studio to another account')
+  })
+
   t.test('GET /v1/studios/{id}/stream of a new studio is offline', async (t) => {
     const res = await get(`/v1/studios/${ids[0]}/stream`)
     t.equal(res.statusCode, 200)

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { studioNotFound } from '../../../lib/errors.js'
+import { createKeptJson } from '../../../lib/kept-json.js'
 import { fetchPage, type ListPage } from '../../../lib/pagination.js'
 import { callContextOf } from '../../../pipeline/authentication.js'
 import { errorResponses, routeBaseErrors } from '../../../schemas/error-envelope.js'
@@ -16,6 +17,10 @@ function studioOrNotFound(studio: Studio | undefined): Studio {
 }
 
 const studios: FastifyPluginAsyncTypebox = async (app) => {
+  // A page or a studio the store answers from memory is serialized once (lib/kept-json.ts).
+  const sendPage = createKeptJson<readonly Studio[]>()
+  const sendStudio = createKeptJson<Studio>()
+
   app.get(
     '/studios',
     {
@@ -32,7 +37,7 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    (request) => {
+    (request, reply) => {
       const ctx = callContextOf(request)
       const page = fetchPage(
         app.cursors,
@@ -40,7 +45,9 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
         request.query,
         (pageRequest) => app.studios.listStudios(ctx, pageRequest),
       )
-      return page instanceof Promise ? page.then(orEmptyList) : orEmptyList(page)
+      if (page instanceof Promise) return page.then(orEmptyList)
+      const list = orEmptyList(page)
+      sendPage(reply, list.data, list, list.nextCursor)
     },
   )
 
@@ -61,10 +68,11 @@ const studios: FastifyPluginAsyncTypebox = async (app) => {
         },
       },
     },
-    (request) => {
-      // A studio found before answers at once: no promise on the hot read.
+    (request, reply) => {
+      // A studio found before answers at once: no promise on the hot read, and its JSON kept.
       const found = app.studios.getStudio(callContextOf(request), request.params.studioId)
-      return found instanceof Promise ? found.then(studioOrNotFound) : studioOrNotFound(found)
+      if (found instanceof Promise) return found.then(studioOrNotFound)
+      sendStudio(reply, studioOrNotFound(found))
     },
   )
 }
