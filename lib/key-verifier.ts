@@ -19,6 +19,11 @@ export interface VerifiedKey {
   readonly ratePolicies: readonly RatePolicy[] | null
   /** The X-Key-Scopes header value, built once per cache entry. */
   readonly scopesHeader: string
+  /**
+   * The key's rate-limit counters' name, built once per cache entry; a test key's are apart from
+   * live ones by name too (docs/test-mode.md).
+   */
+  readonly rateLimitPartition: string
 }
 
 interface CacheEntry {
@@ -74,6 +79,7 @@ export function createKeyVerifier(options: KeyVerifierOptions) {
         expiresAt: record.expiresAt,
         ratePolicies: record.rateLimits?.map(keyPolicy) ?? null,
         scopesHeader: record.scopes.join(', '),
+        rateLimitPartition: record.mode === 'test' ? `test-key:${record.id}` : `key:${record.id}`,
       },
       revoked: record.revokedAt !== null,
       expiresAtMs: record.expiresAt === null ? Number.POSITIVE_INFINITY : Date.parse(record.expiresAt),

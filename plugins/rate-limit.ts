@@ -173,8 +173,7 @@ export default fp<{ config: Config }>(
       perKey(request, reply) {
         const key = callerOf(request)
         const policies = key.ratePolicies ?? defaultPolicies
-        // A test key's counters are apart from live ones by name too (docs/test-mode.md).
-        const decision = counters.decide(key.mode === 'test' ? `test-key:${key.id}` : `key:${key.id}`, policies)
+        const decision = counters.decide(key.rateLimitPartition, policies)
         if (decision instanceof Promise) {
           return decision.then((d) => {
             const refusal = enforce(d.applied, d.allowed, policyFieldOf(policies), reply, 'key')
