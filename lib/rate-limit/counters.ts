@@ -208,9 +208,7 @@ export async function createRateLimitCounters(options: RateLimitCountersOptions)
       REDIS_DECISION_DEADLINE_MS,
       () => new Error(`no answer within ${REDIS_DECISION_DEADLINE_MS} ms`),
     ).then((answer) => {
-      for (let i = 0; i < waiting.length; i++) {
-        ;(waiting[i] as Batch['waiting'][number]).resolve(redisDecision(answer, policies, increment, i))
-      }
+      waiting.forEach((request, i) => request.resolve(redisDecision(answer, policies, increment, i)))
     }, failOver)
   }
 

@@ -165,7 +165,7 @@ export type MemoryWindows = ReturnType<typeof createMemoryWindows>
  * One call decides `n` requests of one partition that arrived together, in order, exactly as `n`
  * calls one after the other would: the first k are allowed (k is the room every policy has left,
  * at most n) and counted, the others refused; a look (increment 0) allows all n or none and
- * counts nothing. `redisStates` turns the answer into each request's state.
+ * counts nothing. `redisDecision` turns the answer into each request's decision.
  *
  * KEYS[i]: the hash of policy i. ARGV: increment (1 or 0), SLOTS, n, then max and windowMs of each
  * policy. Returns k, then for each policy: its count before the call, and resetMs and waitMs once
@@ -264,5 +264,5 @@ export function redisDecision(
       waitMs: allowed && remaining > 0 ? 0 : waitMs,
     }
   })
-  return { allowed, applied: states.length === 1 ? (states[0] as PolicyState) : appliedState(states, allowed) }
+  return { allowed, applied: appliedState(states, allowed) }
 }
