@@ -133,10 +133,11 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     const own = await spawnRedisServer(t)
     const [a, b] = await twoInstances(t, { REDIS_URL: own.url, RATE_LIMIT_MAX: '10', RATE_LIMIT_WINDOW: '1m' })
     const { secret } = await a.key()
-    // The script loaded and both connections warm first (a cold first call can outlast the
-    // decision deadline on a busy machine, and that request would be decided in memory).
-    const warm = await a.key()
-    for (const gw of [a, b]) await gw.app.inject({ url: '/v1/key', headers: bearer(warm.secret) })
+    // First, one request on each instance: the script is loaded and both connections are warm (a
+    // cold first call can outlast the decision deadline on a busy machine, and that request would
+    // be decided in memory), and both instances know the key (a key looked up in the store
+    // reaches the limiter when its lookup ends, not with the others). That spends 2 of the 10.
+    for (const gw of [a, b]) t.equal((await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })).statusCode, 200)
     const client = new Redis(own.url)
     t.teardown(() => client.disconnect())
     const scriptCalls = async () => {
@@ -152,11 +153,11 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     const allowed = answers.filter((res) => res.statusCode === 200)
     const refused = answers.filter((res) => res.statusCode === 429)
     const failedOver = a.app.rateLimitStats.failOpen + b.app.rateLimitStats.failOpen
-    t.equal(allowed.length, 10, `exactly the limit allowed, across both instances (${failedOver} decided in memory)`)
-    t.equal(refused.length, 22, 'every other request refused')
+    t.equal(allowed.length, 8, `exactly what is left allowed, across both instances (${failedOver} decided in memory)`)
+    t.equal(refused.length, 24, 'every other request refused')
     t.same(
       allowed.map((res) => Number(res.headers['ratelimit-remaining'])).sort((x, y) => x - y),
-      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+      [0, 1, 2, 3, 4, 5, 6, 7],
       'each allowed request told the remaining count of its own place in line',
     )
     for (const res of refused) {
@@ -164,7 +165,7 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
       t.equal(res.headers['retry-after'], res.headers['ratelimit-reset'], 'Retry-After is the wait the headers show')
     }
     t.ok(
-      calls >= 2 && calls <= 8,
+      calls >= 2 && calls <= 4,
       `${calls} script calls for 32 requests on two instances (one per instance per turn of the event loop)`,
     )
   })
