@@ -3,7 +3,6 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis, RedisOptions } from 'ioredis'
 import { withDeadline } from '../deadline.js'
 import {
-  appliedState,
   createMemoryWindows,
   type Decision,
   type RatePolicy,
@@ -208,7 +207,7 @@ export async function createRateLimitCounters(options: RateLimitCountersOptions)
       REDIS_DECISION_DEADLINE_MS,
       () => new Error(`no answer within ${REDIS_DECISION_DEADLINE_MS} ms`),
     ).then((answer) => {
-      waiting.forEach((request, i) => request.resolve(redisDecision(answer, policies, increment, i)))
+      for (const [i, request] of waiting.entries()) request.resolve(redisDecision(answer, policies, increment, i))
     }, failOver)
   }
 
