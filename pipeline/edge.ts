@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import type { Edge } from '../lib/edge.js'
 import { type ApiError, invalidRequest, unavailable } from '../lib/errors.js'
 
@@ -11,7 +11,6 @@ const LOG_INTERVAL_MS = 10_000
 export interface EdgeCheckOptions {
   readonly edge: Edge
   readonly maxConnections: number
-  readonly log: FastifyBaseLogger
 }
 
 /**
@@ -23,7 +22,7 @@ export interface EdgeCheckOptions {
  * request has fully arrived closes its connection: lib/edge.ts does that below Fastify, in the head
  * of every answer.) Returns the refusal, or nothing when the request may go on.
  */
-export function createEdgeCheck({ edge, maxConnections, log }: EdgeCheckOptions) {
+export function createEdgeCheck({ edge, maxConnections }: EdgeCheckOptions) {
   let lastLoggedAt = 0
   return function checkEdge(request: FastifyRequest): ApiError | undefined {
     const raw = request.raw
@@ -31,7 +30,7 @@ export function createEdgeCheck({ edge, maxConnections, log }: EdgeCheckOptions)
       const now = Date.now()
       if (now - lastLoggedAt >= LOG_INTERVAL_MS) {
         lastLoggedAt = now
-        log.warn(
+        request.log.warn(
           { openConnections: edge.openConnections, maxConnections },
           'at the connection cap: answering new connections 503 unavailable',
         )

@@ -23,11 +23,12 @@ export interface RootStepsOptions {
  *                       client IP's failure budget is spent first (429)  (plugins/error-handler.ts)
  *
  * A refusal is answered from the hook (it is expected, and needs no log line); done() is then not
- * called, so nothing else runs for the request.
+ * called, so nothing else runs for the request. Only a spent failure budget (the 429 of an unknown
+ * route) goes through Fastify's error path.
  */
 export default fp<RootStepsOptions>(
   async function rootSteps(app, { edge, maxConnections, onUnknownRoute }) {
-    const checkEdge = createEdgeCheck({ edge, maxConnections, log: app.log })
+    const checkEdge = createEdgeCheck({ edge, maxConnections })
     app.addHook('onRequest', function everyRequest(request, reply, done) {
       stampRequest(request, reply)
       const refusal = checkEdge(request)

@@ -11,8 +11,9 @@ export interface ErrorHandlerOptions {
 
 /**
  * The one place errors become the envelope: every error thrown by a hook, a parser, a validator
- * or a handler, and every unknown route (answered by `answerUnknownRoute`). The codes, statuses and headers come from the catalog
- * (lib/errors.ts); requests Node's HTTP parser rejects are answered below Fastify (lib/edge.ts).
+ * or a handler, and every unknown route (answered by `answerUnknownRoute`). The codes, statuses
+ * and headers come from the catalog (lib/errors.ts); requests Node's HTTP parser rejects are
+ * answered below Fastify (lib/edge.ts).
  */
 export default fp<ErrorHandlerOptions>(
   async function errorHandler(app, { onClientAbort }) {
