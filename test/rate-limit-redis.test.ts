@@ -102,9 +102,11 @@ t.test('Redis suite', { skip: sharedRedisUrl ? false : 'REDIS_URL is not set' },
     const { secret } = await a.key()
     const started = performance.now()
     t.equal((await timed(a, secret)).status, 200)
+    const firstAnswered = performance.now()
     await sleep(900 - (performance.now() - started))
     for (let i = 0; i < 3; i++) t.equal((await timed(i % 2 === 0 ? b : a, secret)).status, 200)
-    await sleep(Math.max(0, 1060 - (performance.now() - started)))
+    // Measured from the first answer: the first request was counted before it, whatever its latency.
+    await sleep(Math.max(0, 1060 - (performance.now() - firstAnswered)))
     t.same(
       [(await timed(b, secret)).status, (await timed(a, secret)).status, (await timed(b, secret)).status],
       [200, 429, 429],
