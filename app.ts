@@ -70,9 +70,9 @@ const REDACTED_PATHS = [
 ]
 
 /**
- * JSON lines, never pretty-printed. To stdout, asynchronously: lines are queued and written while
- * requests go on, together (pino's default is one blocking write(2) per line, a syscall per request
- * at info; see lib/log-destination.ts). What is still queued is written when the process exits.
+ * JSON lines, never pretty-printed. To stdout, the lines of one turn of the event loop in one
+ * write (pino's default is a write(2) per line, a syscall per request at info; see
+ * lib/log-destination.ts). What is still pending is written when the process exits.
  */
 function createLogger(level: Config['logLevel'], stream?: DestinationStream) {
   const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }
