@@ -20,7 +20,8 @@ import { newRequestId } from './ids.js'
  *
  * - Time: HEADERS_TIMEOUT and REQUEST_TIMEOUT (Node's `headersTimeout` / `requestTimeout`, checked
  *   every CHECK_INTERVAL), KEEP_ALIVE_TIMEOUT between requests, and no traffic at all for
- *   REQUEST_TIMEOUT (+ 2 checks) while a request is served (a client that stops reading its answer).
+ *   REQUEST_TIMEOUT (+ 2 checks) while a request is served (a client that stops reading its answer:
+ *   the edge's own check, every CHECK_INTERVAL too).
  * - Lingering close: a connection closes only after its last answer is sent, then what the
  *   client still sends is read and thrown away for LINGER_TIMEOUT / LINGER_MAX_KB before the
  *   socket is destroyed, so a client still uploading reads the answer instead of a reset.
@@ -55,6 +56,10 @@ interface Connection {
   refused: boolean
   /** Set once its last answer is out: the socket is destroyed past this byte count, or at the timer. */
   linger: { readonly maxBytesRead: number; readonly timer: NodeJS.Timeout } | undefined
+  /** Bytes read and bytes whose write completed, at the stall check that last saw them change. */
+  traffic: number
+  /** When the stall check last saw traffic while a request was in flight; 0 while none is. */
+  trafficSeenAt: number
 }
 
 const kConnection = Symbol('studio-gateway.connection')
@@ -76,6 +81,8 @@ export type Edge = ReturnType<typeof createEdge>
 
 export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) {
   let open = 0
+  /** Every open connection, for the stall check. */
+  const sockets = new Set<EdgeSocket>()
   let pressureUntil = 0
   let lastShortageLog = 0
   const metrics = edgeMetrics(registry, () => open)
@@ -98,8 +105,7 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
     // Not unref'd: a closing server waits for it (at most LINGER_TIMEOUT), like for any connection.
     const timer = setTimeout(() => socket.destroy(), bounds.lingerTimeoutMs)
     connection.linger = { maxBytesRead: socket.bytesRead + bounds.lingerMaxBytes, timer }
-    // The linger's own timer bounds it now, not the inactivity timeout of a request being served.
-    socket.setTimeout(0)
+    // The linger's own timer bounds it now (the stall check passes over a lingering connection).
     socket.end()
     // What still arrives: the rest of the body of the last request (through Node's parser), or
     // raw bytes once the parser is gone (after CONNECT). Either way it is counted, and dropped.
@@ -127,12 +133,16 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
       whenIdle: [],
       refused: false,
       linger: undefined,
+      traffic: 0,
+      trafficSeenAt: 0,
     }
     ;(socket as EdgeSocket)[kConnection] = connection
+    sockets.add(socket)
     if (connection.overCapacity) metrics.refused.inc({ reason: 'over_capacity' })
     socket.destroySoon = lingerInsteadOfDestroy
     socket.once('close', () => {
       open--
+      sockets.delete(socket)
       if (connection.linger) clearTimeout(connection.linger.timer)
     })
   }
@@ -192,6 +202,33 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
     }
   }
 
+  /**
+   * Destroys each connection serving a request with no traffic either way for `stallMs`: a client
+   * that stopped reading its answer (its bytes stay queued, the kernel's buffers full) or sends
+   * nothing more while its request waits. Traffic is the bytes read plus the bytes whose write
+   * completed, compared from one check to the next. Node's own per-socket inactivity timeout
+   * (`server.setTimeout`) would do the same, but re-arms a timer on every read and write and
+   * makes a new one for every request: this check costs nothing per request.
+   */
+  function destroyStalled(stallMs: number) {
+    const now = Date.now()
+    for (const socket of sockets) {
+      const connection = socket[kConnection] as Connection
+      if (connection.inFlight === 0 || connection.linger !== undefined || socket.destroyed) {
+        connection.trafficSeenAt = 0
+        continue
+      }
+      const traffic = socket.bytesRead + (socket.bytesWritten ?? 0) - socket.writableLength
+      if (connection.trafficSeenAt === 0 || traffic !== connection.traffic) {
+        connection.traffic = traffic
+        connection.trafficSeenAt = now
+      } else if (now - connection.trafficSeenAt >= stallMs) {
+        metrics.stalled.inc()
+        socket.destroy()
+      }
+    }
+  }
+
   /** Fastify's `serverFactory`: the HTTP server with the edge's bounds and listeners. */
   function serverFactory(handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
     const route = track(handler)
@@ -210,7 +247,9 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
     )
     // No traffic either way while a request is served (a client that stopped reading its answer);
     // later than the request bound, which answers a late request before this closes it unanswered.
-    server.setTimeout(bounds.requestTimeoutMs + 2 * checkIntervalMs)
+    const stallMs = bounds.requestTimeoutMs + 2 * checkIntervalMs
+    const stallCheck = setInterval(destroyStalled, checkIntervalMs, stallMs).unref()
+    server.once('close', () => clearInterval(stallCheck))
     server.maxConnections = bounds.maxConnections + REFUSAL_BAND
     server.on('connection', onConnection)
     server.on('drop', () => metrics.refused.inc({ reason: 'limit' }))
@@ -377,6 +416,11 @@ function edgeMetrics(registry: Registry, openConnections: () => number) {
     timeouts: new Counter({
       name: `${prefix}request_timeouts_total`,
       help: 'Requests whose headers or body did not arrive within HEADERS_TIMEOUT / REQUEST_TIMEOUT.',
+      registers: [registry],
+    }),
+    stalled: new Counter({
+      name: `${prefix}connections_stalled_total`,
+      help: 'Connections destroyed for no traffic either way for REQUEST_TIMEOUT + 2 s while a request was served (a client that stopped reading its answer).',
       registers: [registry],
     }),
     aborts: new Counter({

@@ -1,3 +1,5 @@
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { startGateway } from './helpers/gateway.js'
@@ -111,6 +113,59 @@ t.test('the lingering close reads at most LINGER_MAX_KB, then stops reading unti
   // so only what the kernel buffers got through.
   t.ok(delivered - stalledAt < 1024 * 1024, `the client's sending stalled (${delivered} bytes in all)`)
   t.not(await within(client.closed, CLOSED_WITHIN_MS), 'timeout', 'and the connection is closed at LINGER_TIMEOUT')
+})
+
+/** The explorer's script bundle (1.7 MB), pipelined `count` times: far more than loopback's buffers hold. */
+const bundles = (count: number) =>
+  'GET /docs/static/swagger-ui-bundle.js HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(count)
+/** REQUEST_TIMEOUT + 2 checks (every quarter of HEADERS_TIMEOUT here): the stall bound of BOUNDS. */
+const STALL_MS = 600 + 2 * 75
+
+async function openConnections(gw: Awaited<ReturnType<typeof startGateway>>): Promise<number> {
+  return new Promise((resolve, reject) =>
+    gw.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+  )
+}
+
+t.test('a client that stops reading its answers is disconnected after REQUEST_TIMEOUT + 2 checks', async (t) => {
+  const gw = await startGateway(t, { env: BOUNDS })
+  const socket = connect(await listenLocally(gw), '127.0.0.1')
+  socket.on('error', () => {})
+  t.teardown(() => socket.destroy())
+  socket.pause()
+  await once(socket, 'connect')
+  const sentAt = Date.now()
+  socket.write(bundles(20))
+  t.equal(await released(gw.app.server, CLOSED_WITHIN_MS), 'released', 'the gateway let go of the connection')
+  t.ok(Date.now() - sentAt >= STALL_MS, `not before the bound (${Date.now() - sentAt} ms)`)
+  const text = (await gw.app.inject('/metrics')).body
+  t.match(text, /^studio_gateway_connections_stalled_total 1$/m, 'counted as stalled')
+})
+
+t.test('a client that reads its answers slowly keeps its connection', async (t) => {
+  const gw = await startGateway(t, { env: BOUNDS })
+  const socket = connect(await listenLocally(gw), '127.0.0.1')
+  socket.on('error', () => {})
+  t.teardown(() => socket.destroy())
+  socket.pause()
+  await once(socket, 'connect')
+  socket.write(bundles(80))
+  // 1 MiB every 100 ms, for four times the bound. Each read makes room for the gateway's next
+  // writes, though only in steps: Linux wakes a writer once a third of its send buffer (megabytes
+  // on loopback) is free, so a client reading much slower than this here would go for longer than
+  // the bound without a write of the gateway completing, and be cut off as stalled.
+  let received = 0
+  const until = Date.now() + 4 * STALL_MS
+  while (Date.now() < until && !socket.destroyed) {
+    await sleep(100)
+    const chunk: Buffer | null = socket.read(1024 * 1024) ?? socket.read()
+    received += chunk?.length ?? 0
+  }
+  t.notOk(socket.destroyed, 'still connected')
+  t.equal(await openConnections(gw), 1, 'the gateway keeps it')
+  t.ok(received > 0 && received < 80 * 1_600_000, `mid-answer all along (${received} bytes read)`)
+  const text = (await gw.app.inject('/metrics')).body
+  t.match(text, /^studio_gateway_connections_stalled_total 0$/m, 'nothing counted as stalled')
 })
 
 t.test('an idle kept-alive connection closes after KEEP_ALIVE_TIMEOUT', async (t) => {
