@@ -216,6 +216,19 @@ t.test('unknown routes are limited per client IP, with or without a key', async 
   t.equal((await get(gw, '/v1/admin', {}, '192.0.2.45')).statusCode, 404, 'another IP is not limited')
 })
 
+t.test('IPv6 clients share a failure budget per /64; an IPv4-mapped address counts as its IPv4 address', async (t) => {
+  const gw = await startGateway(t, { env: { RATE_LIMIT_UNAUTH_MAX: '2', RATE_LIMIT_WINDOW: '1m' } })
+  t.equal((await get(gw, '/v1/key', {}, '2001:db8:0:1::a')).statusCode, 401)
+  t.equal((await get(gw, '/v1/key', {}, '2001:DB8:0:1:ffff:ffff:ffff:ffff')).statusCode, 401, 'same /64')
+  expectRateLimited(t, await get(gw, '/v1/key', {}, '2001:db8:0:1:1234::7'))
+  t.equal((await get(gw, '/v1/key', {}, '2001:db8:0:2::a')).statusCode, 401, 'the next /64 has its own budget')
+
+  t.equal((await get(gw, '/v1/key', {}, '198.51.100.7')).statusCode, 401)
+  t.equal((await get(gw, '/v1/key', {}, '::ffff:198.51.100.7')).statusCode, 401, 'the same client, mapped')
+  expectRateLimited(t, await get(gw, '/v1/key', {}, '198.51.100.7'))
+  t.equal((await get(gw, '/v1/key', {}, '198.51.100.8')).statusCode, 401, 'IPv4 addresses are not grouped')
+})
+
 t.test('behind a proxy (TRUST_PROXY), the client IP comes from X-Forwarded-For', async (t) => {
   const gw = await startGateway(t, { env: { RATE_LIMIT_UNAUTH_MAX: '1', TRUST_PROXY: '127.0.0.1' } })
   const from = (ip: string) => ({ 'x-forwarded-for': ip })
