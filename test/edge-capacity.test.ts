@@ -2,23 +2,17 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { REFUSAL_BAND } from '../lib/descriptors.js'
 import { bearer, startGateway, type TestGateway } from './helpers/gateway.js'
-import { type HostileClient, hostileClient, released, within } from './helpers/hostile.js'
+import { type HostileClient, hostileClient, openConnections, released, within } from './helpers/hostile.js'
 import { listenLocally } from './helpers/raw-http.js'
 
 // The connection cap (MAX_CONNECTIONS, derived from the descriptor limit by default) and running
 // out of descriptors: past the cap, 503 unavailable or a refusal, never a crash; service returns
 // by itself.
 
-async function openConnections(gw: TestGateway): Promise<number> {
-  return new Promise((resolve, reject) =>
-    gw.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
-  )
-}
-
 async function untilOpen(gw: TestGateway, count: number) {
   const deadline = Date.now() + 5000
-  while ((await openConnections(gw)) < count && Date.now() < deadline) await sleep(10)
-  return openConnections(gw)
+  while ((await openConnections(gw.app.server)) < count && Date.now() < deadline) await sleep(10)
+  return openConnections(gw.app.server)
 }
 
 async function metric(gw: TestGateway, series: string): Promise<number> {
@@ -58,7 +52,7 @@ t.test(
     t.equal((await probe.answer()).status, 200, 'the liveness probe still answers: a flood is not a reason to restart')
 
     // Fill the refusal band: Node refuses the connections past it before reading them.
-    while ((await openConnections(gw)) < max + REFUSAL_BAND) {
+    while ((await openConnections(gw.app.server)) < max + REFUSAL_BAND) {
       held.push(hostileClient(port))
       await untilOpen(gw, Math.min(held.length, max + REFUSAL_BAND))
     }

@@ -2,8 +2,8 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { startGateway } from './helpers/gateway.js'
-import { hostileClient, type RawAnswer, released, within } from './helpers/hostile.js'
+import { startGateway, type TestGateway } from './helpers/gateway.js'
+import { hostileClient, openConnections, type RawAnswer, released, within } from './helpers/hostile.js'
 import { listenLocally } from './helpers/raw-http.js'
 
 // The edge's time bounds, driven through raw sockets (docs/edge.md). Bounds are short here so the
@@ -121,21 +121,21 @@ const bundles = (count: number) =>
 /** REQUEST_TIMEOUT + 2 checks (every quarter of HEADERS_TIMEOUT here): the stall bound of BOUNDS. */
 const STALL_MS = 600 + 2 * 75
 
-async function openConnections(gw: Awaited<ReturnType<typeof startGateway>>): Promise<number> {
-  return new Promise((resolve, reject) =>
-    gw.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
-  )
-}
-
-t.test('a client that stops reading its answers is disconnected after REQUEST_TIMEOUT + 2 checks', async (t) => {
-  const gw = await startGateway(t, { env: BOUNDS })
+/** A connection that asks for `count` bundles and reads nothing until the test does; when it asked. */
+async function unreadBundles(t: Test, gw: TestGateway, count: number) {
   const socket = connect(await listenLocally(gw), '127.0.0.1')
   socket.on('error', () => {})
   t.teardown(() => socket.destroy())
   socket.pause()
   await once(socket, 'connect')
   const sentAt = Date.now()
-  socket.write(bundles(20))
+  socket.write(bundles(count))
+  return { socket, sentAt }
+}
+
+t.test('a client that stops reading its answers is disconnected after REQUEST_TIMEOUT + 2 checks', async (t) => {
+  const gw = await startGateway(t, { env: BOUNDS })
+  const { sentAt } = await unreadBundles(t, gw, 20)
   t.equal(await released(gw.app.server, CLOSED_WITHIN_MS), 'released', 'the gateway let go of the connection')
   t.ok(Date.now() - sentAt >= STALL_MS, `not before the bound (${Date.now() - sentAt} ms)`)
   const text = (await gw.app.inject('/metrics')).body
@@ -144,12 +144,7 @@ t.test('a client that stops reading its answers is disconnected after REQUEST_TI
 
 t.test('a client that reads its answers slowly keeps its connection', async (t) => {
   const gw = await startGateway(t, { env: BOUNDS })
-  const socket = connect(await listenLocally(gw), '127.0.0.1')
-  socket.on('error', () => {})
-  t.teardown(() => socket.destroy())
-  socket.pause()
-  await once(socket, 'connect')
-  socket.write(bundles(80))
+  const { socket } = await unreadBundles(t, gw, 80)
   // 1 MiB every 100 ms, for four times the bound. Each read makes room for the gateway's next
   // writes, though only in steps: Linux wakes a writer once a third of its send buffer (megabytes
   // on loopback) is free, so a client reading much slower than this here would go for longer than
@@ -162,7 +157,7 @@ t.test('a client that reads its answers slowly keeps its connection', async (t) 
     received += chunk?.length ?? 0
   }
   t.notOk(socket.destroyed, 'still connected')
-  t.equal(await openConnections(gw), 1, 'the gateway keeps it')
+  t.equal(await openConnections(gw.app.server), 1, 'the gateway keeps it')
   t.ok(received > 0 && received < 80 * 1_600_000, `mid-answer all along (${received} bytes read)`)
   const text = (await gw.app.inject('/metrics')).body
   t.match(text, /^studio_gateway_connections_stalled_total 0$/m, 'nothing counted as stalled')

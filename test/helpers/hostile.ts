@@ -116,13 +116,17 @@ export function hostileClient(port: number): HostileClient {
 export async function released(server: Server, ms: number): Promise<'released' | 'timeout'> {
   const deadline = Date.now() + ms
   while (Date.now() < deadline) {
-    const open = await new Promise<number>((resolve, reject) =>
-      server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
-    )
-    if (open === 0) return 'released'
+    if ((await openConnections(server)) === 0) return 'released'
     await sleep(20)
   }
   return 'timeout'
+}
+
+/** How many connections `server` holds open now. */
+export function openConnections(server: Server): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+  )
 }
 
 /** Whether `promise` settles within `ms`: the value, or 'timeout'. The timer never holds the process. */
