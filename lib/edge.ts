@@ -80,12 +80,11 @@ export interface EdgeOptions {
 export type Edge = ReturnType<typeof createEdge>
 
 export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) {
-  let open = 0
-  /** Every open connection, for the stall check. */
+  /** Every open connection (their count is the one MAX_CONNECTIONS bounds), for the stall check too. */
   const sockets = new Set<EdgeSocket>()
   let pressureUntil = 0
   let lastShortageLog = 0
-  const metrics = edgeMetrics(registry, () => open)
+  const metrics = edgeMetrics(registry, () => sockets.size)
 
   /** Node calls `socket.destroySoon()` after an answer that closes the connection: it lingers instead. */
   function lingerInsteadOfDestroy(this: Socket) {
@@ -125,9 +124,9 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
   }
 
   function onConnection(socket: Socket) {
-    open++
+    sockets.add(socket)
     const connection: Connection = {
-      overCapacity: open > bounds.maxConnections,
+      overCapacity: sockets.size > bounds.maxConnections,
       inFlight: 0,
       latest: undefined,
       whenIdle: [],
@@ -137,11 +136,9 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
       trafficSeenAt: 0,
     }
     ;(socket as EdgeSocket)[kConnection] = connection
-    sockets.add(socket)
     if (connection.overCapacity) metrics.refused.inc({ reason: 'over_capacity' })
     socket.destroySoon = lingerInsteadOfDestroy
     socket.once('close', () => {
-      open--
       sockets.delete(socket)
       if (connection.linger) clearTimeout(connection.linger.timer)
     })
@@ -285,7 +282,7 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
     if (now - lastShortageLog >= LOG_INTERVAL_MS) {
       lastShortageLog = now
       log.warn(
-        { openConnections: open, maxConnections: bounds.maxConnections },
+        { openConnections: sockets.size, maxConnections: bounds.maxConnections },
         'out of file descriptors: closing idle connections and closing each connection after its answer',
       )
     }
@@ -372,7 +369,7 @@ export function createEdge({ bounds, log, registry, onErrorSent }: EdgeOptions) 
       metrics.aborts.inc()
     },
     get openConnections() {
-      return open
+      return sockets.size
     },
   }
 }
