@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Kysely } from 'kysely'
 import t from 'tap'
 import { type Scope, scopes } from '../lib/api-keys.js'
-import { bearer, errorOf, rememberSecret, secretsIn, startGateway, type TestGateway } from './helpers/gateway.js'
-import { rawDatabase, storedText } from './helpers/stored-rows.js'
+import { bearer, errorOf, rememberSecret, startGateway, type TestGateway } from './helpers/gateway.js'
+import { storedText } from './helpers/stored-rows.js'
 
 /** Self-serve key management: POST/GET /v1/keys, GET /v1/keys/{keyId}, roll, revoke (issue 17). */
 
