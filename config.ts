@@ -154,11 +154,12 @@ export const EnvSchema = Type.Object({
   ),
   // A window of several seconds: sustained overload keeps the average delay high, while one stall
   // (a long GC, a paused VM) is averaged out instead of shedding the healthy second after it.
+  // At least 100 ms: the delay histogram ticks every 10 ms, and a shorter window holds too few ticks.
   SHED_SAMPLE_INTERVAL: duration(
-    { min: 10, max: 60_000 },
+    { min: 100, max: 60_000 },
     {
       default: '5s',
-      'x-must': 'a duration from 10ms to 1m, such as 5s',
+      'x-must': 'a duration from 100ms to 1m, such as 5s',
       description: 'How often the load is sampled; the event-loop delay is averaged over this window.',
     },
   ),

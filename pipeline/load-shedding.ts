@@ -21,6 +21,9 @@ export interface LoadMonitor {
 /** Seconds a shed client is asked to wait: about one sample of the load (SHED_SAMPLE_INTERVAL, 5 s by default). */
 const SHED_RETRY_AFTER_SECONDS = 5
 
+/** The resolution of `@fastify/under-pressure`'s event-loop delay histogram (fixed in the plugin). */
+const HISTOGRAM_RESOLUTION_MS = 10
+
 /** How often at most a shedding episode is logged: under overload, a line per request adds to it. */
 const LOG_INTERVAL_MS = 10_000
 
@@ -46,17 +49,27 @@ export const loadMonitor = fp<{ thresholds: Config['shedding'] }>(
       sampler = { isUnderPressure: scope.isUnderPressure, memoryUsage: scope.memoryUsage }
     })
     const { isUnderPressure, memoryUsage } = sampler as NonNullable<typeof sampler>
+    // The plugin's delay histogram ticks every 10 ms and needs two ticks to hold a value: a sample
+    // window in which the loop never ticked twice is reported as an infinite delay. All it says is
+    // that the loop was blocked for at least the window less those two ticks, which is the value
+    // taken then. (Taken as infinite, a loop busy for 100 ms once, like the first request's
+    // compilation on a loaded machine, shed the next window's requests whatever the threshold.)
+    const blockedAtLeastMs = Math.max(0, thresholds.sampleIntervalMs - 2 * HISTOGRAM_RESOLUTION_MS)
     app.decorate('load', {
       overloadedBy() {
         if (!isUnderPressure()) return undefined
         const usage = memoryUsage()
-        if (thresholds.maxEventLoopDelayMs > 0 && usage.eventLoopDelay > thresholds.maxEventLoopDelayMs) {
-          return { reason: 'event_loop_delay', value: usage.eventLoopDelay }
+        const delay = Number.isFinite(usage.eventLoopDelay) ? usage.eventLoopDelay : blockedAtLeastMs
+        if (thresholds.maxEventLoopDelayMs > 0 && delay > thresholds.maxEventLoopDelayMs) {
+          return { reason: 'event_loop_delay', value: delay }
         }
         if (thresholds.maxHeapUsedBytes > 0 && usage.heapUsed > thresholds.maxHeapUsedBytes) {
           return { reason: 'heap_used', value: usage.heapUsed }
         }
-        return { reason: 'rss', value: usage.rssBytes }
+        if (thresholds.maxRssBytes > 0 && usage.rssBytes > thresholds.maxRssBytes) {
+          return { reason: 'rss', value: usage.rssBytes }
+        }
+        return undefined
       },
     } satisfies LoadMonitor)
   },

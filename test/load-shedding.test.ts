@@ -103,6 +103,29 @@ t.test('a single stall of the event loop, averaged over the default 5 s window, 
   }
 })
 
+t.test('a loop too busy to tick twice in a sample window is not taken as an infinite delay', async (t) => {
+  // @fastify/under-pressure reports a window whose histogram never ticked twice (it ticks every
+  // 10 ms) as an infinite delay. The loop here is kept busy for 110 ms at a time, longer than the
+  // 100 ms window, with only a turn between: a delay of about 110 ms, far under the 10 s threshold.
+  const gw = await startGateway(t, {
+    env: { SHED_SAMPLE_INTERVAL: '100ms', SHED_MAX_EVENT_LOOP_DELAY: '10s', SHED_MAX_HEAP_USED_MB: '0' },
+  })
+  const { secret } = await gw.key()
+  const statuses = new Map<number, number>()
+  for (let i = 0; i < 25; i++) {
+    const busyUntil = Date.now() + 110
+    while (Date.now() < busyUntil) {
+      // busy
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+    const res = await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })
+    statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1)
+  }
+  t.same(Object.fromEntries(statuses), { 200: 25 }, 'every request served')
+  const metrics = parseExposition((await gw.app.inject({ url: '/metrics' })).body)
+  t.equal(metrics.value('studio_gateway_shed_requests_total', { reason: 'event_loop_delay' }) ?? 0, 0, 'none shed')
+})
+
 t.test('the default thresholds: event loop 500 ms over 5 s, heap 90 % of V8 limit, RSS off', async (t) => {
   const { shedding } = loadConfig({})
   t.equal(shedding.sampleIntervalMs, 5000)
@@ -110,5 +133,10 @@ t.test('the default thresholds: event loop 500 ms over 5 s, heap 90 % of V8 limi
   t.ok(shedding.maxHeapUsedBytes > 100 * 1024 * 1024, 'the heap threshold is a share of the real heap limit')
   t.equal(shedding.maxRssBytes, 0)
   const off = loadConfig({ SHED_MAX_EVENT_LOOP_DELAY: '0', SHED_MAX_HEAP_USED_MB: '0' }).shedding
+  t.throws(
+    () => loadConfig({ SHED_SAMPLE_INTERVAL: '50ms' }),
+    /SHED_SAMPLE_INTERVAL/,
+    'a window under 100 ms is refused',
+  )
   t.match(off, { maxEventLoopDelayMs: 0, maxHeapUsedBytes: 0, maxRssBytes: 0 }, '0 turns each check off')
 })

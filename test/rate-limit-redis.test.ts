@@ -10,8 +10,14 @@ import { freePort, keysUnder, sharedRedis, sharedRedisUrl, spawnRedisServer, uni
 // this file spawns, or on a dead port: the shared Redis is only read and written under a prefix of
 // this test's own.
 
-/** How much slower than usual a request may be while Redis is down or stalled. */
-const EXTRA_LATENCY_BOUND_MS = 250
+/**
+ * How much slower than usual a request may be while Redis is down or stalled. The decision's own
+ * deadline is 150 ms (docs/rate-limits.md); a timer fires late on a test machine busy with other
+ * files (353 ms extra was seen once, with 250 here). What this tells apart is a bounded wait from
+ * a request held until Redis comes back (never, in these tests, until they resume it), so the bound
+ * leaves room for a loaded machine; the figures are printed with each assertion.
+ */
+const EXTRA_LATENCY_BOUND_MS = 1000
 
 /** Two gateways on one key store and one Redis: two instances of one service. */
 async function twoInstances(t: Test, env: Record<string, string>): Promise<[TestGateway, TestGateway]> {
