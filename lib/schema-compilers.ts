@@ -30,8 +30,10 @@ const validators = (() => {
 })()
 
 type Validator = ReturnType<Ajv.default['compile']>
+/** A validator as Fastify calls it: the route schemas are synchronous (none is `$async`). */
+type ValidatorLike = ((data: unknown) => boolean) & { errors?: Validator['errors'] }
 /** Validators by HTTP part and schema text: route plugins build their schema objects anew for each app. */
-const validatorsByText = new Map<string, Validator>()
+const validatorsByText = new Map<string, ValidatorLike>()
 
 /** The validator compiler every app is given (`app.setValidatorCompiler`). */
 export function compileValidator({ schema, httpPart }: { schema: object; httpPart?: string }) {
@@ -39,9 +41,48 @@ export function compileValidator({ schema, httpPart }: { schema: object; httpPar
   const key = `${part} ${JSON.stringify(schema)}`
   const known = validatorsByText.get(key)
   if (known) return known
-  const validator = validators[part].compile(schema)
+  const compiled = validators[part].compile(schema) as Validator & ValidatorLike
+  const validator = part === 'text' ? withDecimalIntegers(compiled, schema) : compiled
   validatorsByText.set(key, validator)
   return validator
+}
+
+/** An integer as a query string or a path may write it: decimal digits, an optional minus sign. */
+const DECIMAL_INTEGER = /^-?[0-9]+$/
+
+/**
+ * Ajv coerces text to a number the way `Number()` does, so `limit=0x10`, `1e1`, `+5`, `10.0` or
+ * `5 ` would pass as integers, and a blank one as 0 (refused as "must be >= 1"). The text of an
+ * integer parameter must be decimal digits: anything else is refused as not an integer, before Ajv
+ * coerces it. (Repeated parameters arrive as an array, which Ajv refuses as such.)
+ */
+function withDecimalIntegers(validator: ValidatorLike, schema: object): ValidatorLike {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {}
+  const integers = Object.keys(properties).filter((name) => properties[name]?.type === 'integer')
+  if (integers.length === 0) return validator
+  const strict: ValidatorLike = (data) => {
+    if (data !== null && typeof data === 'object') {
+      for (const name of integers) {
+        const value = (data as Record<string, unknown>)[name]
+        if (typeof value === 'string' && !DECIMAL_INTEGER.test(value)) {
+          strict.errors = [
+            {
+              instancePath: `/${name}`,
+              schemaPath: `#/properties/${name}/type`,
+              keyword: 'type',
+              params: { type: 'integer' },
+              message: 'must be integer',
+            },
+          ]
+          return false
+        }
+      }
+    }
+    const valid = validator(data)
+    strict.errors = validator.errors
+    return valid
+  }
+  return strict
 }
 
 const fastJsonStringify = SerializerSelector()

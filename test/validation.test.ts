@@ -37,6 +37,19 @@ t.test('request validation: every failure is 400 invalid_request naming the fiel
   t.test('limit given twice', (t) =>
     expect400(t, { url: '/v1/studios?limit=5&limit=6', headers: bearer(secret) }, /"limit"/),
   )
+  t.test('limit written as anything but decimal digits: not an integer, whatever Number() makes of it', async (t) => {
+    for (const text of ['0x10', '0b11', '1e1', '%2B5', '10.0', '5%20', '%205', '%20', 'Infinity', '1_0']) {
+      await expect400(
+        t,
+        { url: `/v1/studios?limit=${text}`, headers: bearer(secret) },
+        /querystring parameter "limit" must be integer/,
+      )
+    }
+    await expect400(t, { url: '/v1/keys?limit=0x10', headers: bearer(secret) }, /"limit" must be integer/)
+    const zeroPadded = await gw.app.inject({ url: '/v1/studios?limit=05', headers: bearer(secret) })
+    t.equal(zeroPadded.statusCode, 200, 'decimal digits with a leading zero are an integer')
+    await expect400(t, { url: '/v1/studios?limit=-1', headers: bearer(secret) }, /"limit" must be >= 1/)
+  })
   t.test('limit on the sessions list', (t) =>
     expect400(t, { url: `/v1/studios/${studioId}/sessions?limit=abc`, headers: bearer(secret) }, /"limit"/),
   )
