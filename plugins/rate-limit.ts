@@ -130,7 +130,11 @@ export default fp<{ config: Config }>(
       const known = pluginPolicies[0] as RatePolicy
       if (known.max !== max || known.windowMs !== windowMs) pluginPolicies = [{ name: failures.name, max, windowMs }]
       const policies = pluginPolicies
-      const decision = counters.decide(`ip:${key}`, policies, increment)
+      // The key is the client address as the plugin normalized it. With TRUST_PROXY=true it is
+      // the first X-Forwarded-For entry, whatever a client wrote there: text that is no address
+      // shares one budget, so junk neither grows the counters by its length nor buys a fresh budget.
+      const partition = ADDRESS_TEXT.test(key) ? `ip:${key}` : NOT_AN_ADDRESS
+      const decision = counters.decide(partition, policies, increment)
       if (decision instanceof Promise) {
         decision.then((d) => callback(null, pluginResult(d.applied, d.allowed)), callback)
       } else {
@@ -199,3 +203,8 @@ export default fp<{ config: Config }>(
 )
 
 type StoreCallback = (error: Error | null, result?: { current: number; ttl: number }) => void
+
+/** An address as `@fastify/rate-limit` normalizes it: IPv4, or IPv6 lowercased (its /64, without a zone). */
+const ADDRESS_TEXT = /^[0-9a-f.:]{2,39}$/
+/** The one failure budget of every client whose address is not one (see decideForPlugin). */
+const NOT_AN_ADDRESS = 'ip:not-an-address'

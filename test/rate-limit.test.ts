@@ -236,6 +236,14 @@ t.test('behind a proxy (TRUST_PROXY), the client IP comes from X-Forwarded-For',
   expectRateLimited(t, await get(gw, '/v1/key', from('203.0.113.1')))
   t.equal((await get(gw, '/v1/key', from('203.0.113.2'))).statusCode, 401, 'each forwarded client has a budget')
 
+  // Trusting any proxy, the first entry is whatever the client wrote: text that is no address
+  // shares one budget (neither a fresh budget per junk value, nor counters as long as the junk).
+  const trusting = await startGateway(t, { env: { RATE_LIMIT_UNAUTH_MAX: '2', TRUST_PROXY: 'true' } })
+  t.equal((await get(trusting, '/v1/key', from(`${'x'.repeat(4000)}1`))).statusCode, 401)
+  t.equal((await get(trusting, '/v1/key', from('not-an-ip'))).statusCode, 401)
+  expectRateLimited(t, await get(trusting, '/v1/key', from(`${'y'.repeat(4000)}2`)))
+  t.equal((await get(trusting, '/v1/key', from('203.0.113.9'))).statusCode, 401, 'an address has its own')
+
   // Without TRUST_PROXY the header is ignored: every request counts against the proxy's address.
   const direct = await startGateway(t, { env: { RATE_LIMIT_UNAUTH_MAX: '1' } })
   t.equal((await get(direct, '/v1/key', from('203.0.113.1'))).statusCode, 401)
