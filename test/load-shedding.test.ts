@@ -21,6 +21,14 @@ async function until(t: Test, gw: TestGateway, url: string, status: number, head
   }
 }
 
+/** Keeps the event loop busy for `ms`, as a runaway computation would. */
+function blockLoop(ms: number) {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    // busy
+  }
+}
+
 t.test('past the heap threshold, requests are shed with the 503 unavailable envelope', async (t) => {
   const gw = await startGateway(t, { env: { ...FAST_SAMPLES, SHED_MAX_HEAP_USED_MB: '1' } })
   const { secret } = await gw.key()
@@ -73,10 +81,7 @@ t.test('a blocked event loop sheds load, and serving resumes when it recovers', 
   const { secret } = await gw.key()
   await until(t, gw, '/v1/key', 200, bearer(secret))
   // Block the loop for 1.5 s, as a runaway computation would: the next sample sees the delay.
-  const blockUntil = Date.now() + 1500
-  while (Date.now() < blockUntil) {
-    // busy
-  }
+  blockLoop(1500)
   const shed = await until(t, gw, '/v1/key', 503, bearer(secret))
   t.equal(errorOf(t, shed).code, 'unavailable')
   await until(t, gw, '/v1/key', 200, bearer(secret))
@@ -88,10 +93,7 @@ t.test('a blocked event loop sheds load, and serving resumes when it recovers', 
 t.test('a single stall of the event loop, averaged over the default 5 s window, sheds nothing', async (t) => {
   const gw = await startGateway(t)
   const { secret } = await gw.key()
-  const blockUntil = Date.now() + 1500
-  while (Date.now() < blockUntil) {
-    // busy: a long GC or a paused VM looks like this
-  }
+  blockLoop(1500) // a long GC or a paused VM looks like this
   const deadline = Date.now() + 6000
   while (Date.now() < deadline) {
     const res = await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })
@@ -113,10 +115,7 @@ t.test('a loop too busy to tick twice in a sample window is not taken as an infi
   const { secret } = await gw.key()
   const statuses = new Map<number, number>()
   for (let i = 0; i < 25; i++) {
-    const busyUntil = Date.now() + 110
-    while (Date.now() < busyUntil) {
-      // busy
-    }
+    blockLoop(110)
     await new Promise((resolve) => setImmediate(resolve))
     const res = await gw.app.inject({ url: '/v1/key', headers: bearer(secret) })
     statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1)
