@@ -417,7 +417,7 @@ function edgeMetrics(registry: Registry, openConnections: () => number) {
     }),
     stalled: new Counter({
       name: `${prefix}connections_stalled_total`,
-      help: 'Connections destroyed for no traffic either way for REQUEST_TIMEOUT + 2 s while a request was served (a client that stopped reading its answer).',
+      help: 'Connections destroyed for no traffic either way for REQUEST_TIMEOUT plus two bound checks (2 s) while a request was served (a client that stopped reading its answer).',
       registers: [registry],
     }),
     aborts: new Counter({
